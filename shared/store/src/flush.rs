@@ -1,0 +1,235 @@
+//! Staging → `entity_values_ts` (every attribute) + `entity_jsonb` (hot
+//! attributes) + `entities` (new ones), one batch per transaction.
+//!
+//! A batch claims staging rows with `FOR UPDATE SKIP LOCKED` and deletes
+//! them in the same statement that inserts them downstream. So:
+//! - a flusher killed mid-batch rolls back and leaves its rows in staging;
+//! - two flushers never claim the same row;
+//! - a row already in `entity_values_ts` (a replay) is skipped by its key.
+
+use std::time::{Duration, Instant};
+
+use atlas_cloud::metrics::{Metrics, Sample, Unit};
+use atlas_core::AcceptWindow;
+use tokio_postgres::error::SqlState;
+
+use crate::{Pool, StoreError, ensure_partitions};
+
+const FLUSH_BATCH: &str = r#"
+WITH moved AS (
+    DELETE FROM entity_values_ingest
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM entity_values_ingest LIMIT $1 FOR UPDATE SKIP LOCKED))
+    RETURNING *
+), ts AS (
+    INSERT INTO entity_values_ts (entity_id, tenant_id, attribute_id, value, value_int, value_decimal,
+                                  value_bool, value_timestamp, ingested_at)
+    SELECT entity_id, tenant_id, attribute_id, value, value_int, value_decimal,
+           value_bool, value_timestamp, ingested_at
+    FROM moved
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), ents AS (
+    INSERT INTO entities (entity_id, tenant_id, entity_type)
+    SELECT DISTINCT ON (tenant_id, entity_id) entity_id, tenant_id, coalesce(entity_type, 'device')
+    FROM moved
+    ORDER BY tenant_id, entity_id, entity_type NULLS LAST
+    ON CONFLICT DO NOTHING
+), latest AS (
+    SELECT DISTINCT ON (m.tenant_id, m.entity_id, m.attribute_id)
+           m.tenant_id, m.entity_id, a.attribute_name, m.ingested_at,
+           coalesce(to_jsonb(m.value_int), to_jsonb(m.value_decimal), to_jsonb(m.value_bool),
+                    to_jsonb(m.value_timestamp), to_jsonb(m.value)) AS v
+    FROM moved m
+    JOIN attributes a ON a.attribute_id = m.attribute_id AND a.is_hot
+    ORDER BY m.tenant_id, m.entity_id, m.attribute_id, m.ingested_at DESC
+), hot AS (
+    -- Ordered so concurrent flushers lock projection rows in one global order.
+    INSERT INTO entity_jsonb AS ej (tenant_id, entity_id, hot_attrs, hot_attrs_ts, updated_at)
+    SELECT tenant_id, entity_id,
+           jsonb_object_agg(attribute_name, v),
+           jsonb_object_agg(attribute_name, (extract(epoch FROM ingested_at) * 1000000)::bigint),
+           max(ingested_at)
+    FROM latest
+    GROUP BY tenant_id, entity_id
+    ORDER BY tenant_id, entity_id
+    ON CONFLICT (tenant_id, entity_id) DO UPDATE SET
+        hot_attrs = atlas_hot_merge(ej.hot_attrs, ej.hot_attrs_ts, EXCLUDED.hot_attrs, EXCLUDED.hot_attrs_ts),
+        hot_attrs_ts = atlas_hot_merge(ej.hot_attrs_ts, ej.hot_attrs_ts, EXCLUDED.hot_attrs_ts, EXCLUDED.hot_attrs_ts),
+        updated_at = greatest(ej.updated_at, EXCLUDED.updated_at)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM moved),
+       (SELECT count(*) FROM ts),
+       (SELECT count(*) FROM hot),
+       coalesce((SELECT extract(epoch FROM now() - min(staged_at)) * 1000 FROM moved), 0)::float8,
+       coalesce((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'entity_values_ingest'::regclass), 0)
+"#;
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Batch {
+    /// Rows taken out of staging.
+    pub moved: i64,
+    /// Rows new to `entity_values_ts`; fewer than `moved` means replays.
+    pub inserted: i64,
+    /// Entities whose hot projection changed.
+    pub projected: i64,
+    /// Age of the oldest row in the batch: acknowledgement → flushed.
+    pub max_lag_ms: f64,
+    /// Rows left in staging (the statistics' estimate).
+    pub staging_depth: i64,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FlushConfig {
+    pub batch_size: i64,
+    /// Pause between batches when staging is drained.
+    pub idle_interval: Duration,
+    /// Stop this long before the deadline, so the last batch can commit.
+    pub stop_margin: Duration,
+    pub window: AcceptWindow,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 20_000,
+            idle_interval: Duration::from_millis(250),
+            stop_margin: Duration::from_secs(3),
+            window: AcceptWindow::default(),
+        }
+    }
+}
+
+impl FlushConfig {
+    /// `ATLAS_FLUSH_BATCH`, `ATLAS_FLUSH_INTERVAL_MS` (100–1000),
+    /// `ATLAS_FLUSH_STOP_MARGIN_MS`, plus the accept window.
+    pub fn from_env() -> Result<Self, atlas_cloud::config::ConfigError> {
+        use atlas_cloud::config::{ConfigError, millis, parsed};
+        let d = Self::default();
+        let idle = millis("ATLAS_FLUSH_INTERVAL_MS", d.idle_interval)?;
+        if !(100..=1000).contains(&idle.as_millis()) {
+            return Err(ConfigError::Invalid {
+                name: "ATLAS_FLUSH_INTERVAL_MS",
+                value: idle.as_millis().to_string(),
+                reason: "must be between 100 and 1000".into(),
+            });
+        }
+        let batch_size = parsed("ATLAS_FLUSH_BATCH", d.batch_size)?;
+        if !(1..=1_000_000).contains(&batch_size) {
+            return Err(ConfigError::Invalid {
+                name: "ATLAS_FLUSH_BATCH",
+                value: batch_size.to_string(),
+                reason: "must be between 1 and 1000000".into(),
+            });
+        }
+        Ok(Self {
+            batch_size,
+            idle_interval: idle,
+            stop_margin: millis("ATLAS_FLUSH_STOP_MARGIN_MS", d.stop_margin)?,
+            window: crate::window_from_env()?,
+        })
+    }
+}
+
+/// Flushes one batch. Transaction conflicts are retried; a reading whose
+/// month has no partition yet gets one and the batch is retried, so neither
+/// loses a row: until the batch commits, its rows stay in staging.
+pub async fn flush_batch(pool: &Pool, cfg: &FlushConfig) -> Result<Batch, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_flush(pool, cfg.batch_size).await {
+            Ok(b) => return Ok(b),
+            Err(e) if attempt < 5 && e.is_retryable() => {
+                tracing::debug!(error = %e, attempt, "flush conflict; retrying");
+            }
+            Err(e) if attempt < 5 && e.sql_state() == Some(&SqlState::CHECK_VIOLATION) => {
+                // "no partition of relation found for row": cover what staging holds.
+                let client = pool.get().await?;
+                client
+                    .execute(
+                        "SELECT atlas_ensure_ts_partitions(min(ingested_at), max(ingested_at)) \
+                         FROM entity_values_ingest HAVING count(*) > 0",
+                        &[],
+                    )
+                    .await?;
+                tracing::warn!(error = %e, "created a missing time-series partition during flush");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn try_flush(pool: &Pool, limit: i64) -> Result<Batch, StoreError> {
+    let started = Instant::now();
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let stmt = tx.prepare_cached(FLUSH_BATCH).await?;
+    let row = tx.query_one(&stmt, &[&limit]).await?;
+    tx.commit().await?;
+    Ok(Batch {
+        moved: row.get(0),
+        inserted: row.get(1),
+        projected: row.get(2),
+        max_lag_ms: row.get(3),
+        staging_depth: row.get(4),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Totals over one run of the loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    pub batches: u64,
+    pub moved: i64,
+    pub inserted: i64,
+}
+
+/// Flushes until `deadline - stop_margin`, emitting one metrics sample per
+/// non-empty batch. Full batches follow each other at once; when staging
+/// runs dry the loop waits `idle_interval`.
+pub async fn run_until(
+    pool: &Pool,
+    cfg: &FlushConfig,
+    deadline: Instant,
+    metrics: &Metrics,
+) -> Result<Totals, StoreError> {
+    let client = pool.get().await?;
+    ensure_partitions(&**client, &cfg.window).await?;
+    drop(client);
+    let mut totals = Totals::default();
+    while Instant::now() + cfg.stop_margin < deadline {
+        let b = flush_batch(pool, cfg).await?;
+        totals.batches += 1;
+        totals.moved += b.moved;
+        totals.inserted += b.inserted;
+        if b.moved > 0 {
+            metrics.record(&sample(&b));
+        }
+        if b.moved < cfg.batch_size {
+            let left = deadline.saturating_duration_since(Instant::now() + cfg.stop_margin);
+            tokio::time::sleep(cfg.idle_interval.min(left)).await;
+        }
+    }
+    Ok(totals)
+}
+
+fn sample(b: &Batch) -> Sample {
+    Sample {
+        dimensions: vec![("Function", "flusher".into())],
+        values: vec![
+            ("RowsMoved", b.moved as f64, Unit::Count),
+            ("RowsInserted", b.inserted as f64, Unit::Count),
+            ("EntitiesProjected", b.projected as f64, Unit::Count),
+            (
+                "BatchMs",
+                b.elapsed.as_secs_f64() * 1000.0,
+                Unit::Milliseconds,
+            ),
+            ("FlushLagMs", b.max_lag_ms, Unit::Milliseconds),
+            ("StagingDepth", b.staging_depth as f64, Unit::Count),
+        ],
+    }
+}
