@@ -15,18 +15,6 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// `url` with its database name replaced.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
 pub struct TestDb {
     pub name: String,
     /// The owner's URL (the login that ran the migrations).
@@ -54,7 +42,7 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create test database");
-        let url = with_database(&admin, &name);
+        let url = atlas_store::with_database(&admin, &name);
         atlas_store::migrate(&url, &AcceptWindow::default())
             .await
             .expect("migrations apply");
@@ -103,4 +91,48 @@ impl Drop for TestDb {
 pub fn db_message(e: &tokio_postgres::Error) -> String {
     e.as_db_error()
         .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+}
+
+/// An API Gateway v2 event for `POST /v1/telemetry`, built from the sample
+/// in `events/` with this body and tenant claim (`None`: no claim at all).
+pub fn apigw_request(tenant_claim: Option<&str>, body: &str) -> lambda_http::Request {
+    lambda_http::request::from_str(&apigw_event(tenant_claim, body).to_string()).expect("valid event")
+}
+
+pub fn apigw_event(tenant_claim: Option<&str>, body: &str) -> serde_json::Value {
+    let mut event = fixture("apigw-post-telemetry.json");
+    event["body"] = body.into();
+    let claims = &mut event["requestContext"]["authorizer"]["jwt"]["claims"];
+    match tenant_claim {
+        Some(t) => claims["tenant_id"] = t.into(),
+        None => {
+            claims.as_object_mut().expect("claims object").remove("tenant_id");
+        }
+    }
+    event
+}
+
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+/// The response body as JSON.
+pub fn body_json(resp: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
+    match resp.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).expect("JSON body"),
+        other => panic!("expected a text body, got {other:?}"),
+    }
+}
+
+/// Tenants 1 and 2 with the demo catalog, as `atlas dev` creates them.
+pub async fn demo_tenants(db: &TestDb) {
+    let pool = db.pool(atlas_store::DbRole::Worker);
+    let client = pool.get().await.expect("worker connection");
+    atlas_devstack::demo::seed(&**client, &[1, 2]).await.expect("demo data");
+}
+
+pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }

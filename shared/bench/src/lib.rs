@@ -1,1 +1,5 @@
-//! placeholder
+//! Benchmarks behind `atlas bench`. Each prints progress on stderr and
+//! returns a report that the CLI prints as one JSON object, last.
+
+pub mod ingest;
+mod scratch;

@@ -1,1 +1,132 @@
-fn main() {}
+//! `atlas`: the operator's and developer's entry point. Composition only:
+//! each command wires library code together.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "atlas", version, about = "Atlas multi-tenant telemetry: local stack, migrations, tokens, benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations (safe to run again).
+    Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Run Atlas on this machine: PostgreSQL, migrations, demo data, the API
+    /// on http://127.0.0.1:9000 and the flusher.
+    Dev {
+        /// Use this database instead of a private cluster under --data-dir.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        #[arg(long, default_value = ".atlas")]
+        data_dir: PathBuf,
+        /// Port of the private PostgreSQL cluster.
+        #[arg(long, default_value_t = 54329)]
+        pg_port: u16,
+    },
+    /// Print a JWT for a tenant, signed with the local stack's secret.
+    Token {
+        #[arg(long)]
+        tenant: i64,
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+        #[arg(long, default_value = ".atlas")]
+        data_dir: PathBuf,
+    },
+    /// Benchmarks; each prints one JSON object as its last line.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The write path end to end against a local PostgreSQL.
+    Ingest(IngestBench),
+}
+
+#[derive(Args)]
+struct IngestBench {
+    /// A small run that finishes in well under a minute.
+    #[arg(long)]
+    quick: bool,
+    #[arg(long)]
+    readings: Option<usize>,
+    /// Server on which scratch databases are created and dropped.
+    #[arg(long, env = "ATLAS_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    database_url: String,
+    #[arg(long, default_value_t = 2)]
+    writers: usize,
+    #[arg(long, default_value_t = 2)]
+    flushers: usize,
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() {
+    atlas_cloud::telemetry::init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    match cli.command {
+        Command::Migrate { database_url } => {
+            let applied = atlas_store::migrate(&database_url, &atlas_store::window_from_env()?).await?;
+            println!("{applied} migration(s) applied; schema is up to date");
+        }
+        Command::Dev { database_url, port, data_dir, pg_port } => {
+            let opts = atlas_devstack::dev::DevOptions { database_url, data_dir: data_dir.clone(), port, pg_port };
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            atlas_devstack::dev::run(opts, shutdown, |addr, url| {
+                println!("Atlas is running on http://{addr}  (database {url})");
+                println!("  token:  TOKEN=$(cargo run -q --bin atlas -- token --tenant 1 --data-dir {})", data_dir.display());
+                println!(
+                    "  send:   curl -s -X POST http://{addr}/v1/telemetry -H \"Authorization: Bearer $TOKEN\" \\\n          -d '{{\"readings\":[{{\"entity_id\":1,\"attribute\":\"temperature\",\"value\":21.5}}]}}'"
+                );
+                println!("Ctrl-C stops it.");
+            })
+            .await?;
+        }
+        Command::Token { tenant, ttl_hours, data_dir } => {
+            let tenant = atlas_core::TenantId::new(tenant)?;
+            let secret = atlas_devstack::secret::load_or_create(&data_dir)?;
+            let signer = atlas_http::jwt::Signer::new(&secret)?;
+            println!("{}", signer.issue(tenant, chrono_hours(ttl_hours))?);
+        }
+        Command::Bench(Bench::Ingest(b)) => {
+            let defaults = atlas_bench::ingest::Options::default();
+            let readings = b.readings.unwrap_or(if b.quick { 200_000 } else { defaults.readings });
+            let opts = atlas_bench::ingest::Options {
+                server_url: b.database_url,
+                readings,
+                writers: b.writers,
+                flushers: b.flushers,
+                batch: b.batch,
+                ..defaults
+            };
+            let report = atlas_bench::ingest::run(&opts).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(())
+}
+
+fn chrono_hours(h: i64) -> atlas_core::Duration {
+    atlas_core::Duration::hours(h)
+}

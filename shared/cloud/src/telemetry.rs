@@ -26,3 +26,10 @@ pub fn init() {
 pub fn in_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
 }
+
+/// Lambda gives an invocation's deadline as milliseconds since the epoch;
+/// loops that work until shortly before it want an `Instant`.
+pub fn deadline_instant(deadline_epoch_ms: u64) -> std::time::Instant {
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    std::time::Instant::now() + std::time::Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
+}

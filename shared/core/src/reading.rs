@@ -121,10 +121,12 @@ impl AcceptWindow {
 
 impl RawReading {
     /// Everything about a reading that does not need the catalog: ids, name,
-    /// entity type and timestamp. The value is typed later, once the catalog
-    /// says what the attribute holds.
+    /// entity type and timestamp (`default_ts` when absent), which must lie
+    /// in `window` around `now`, the receive time. The value is typed later,
+    /// once the catalog says what the attribute holds.
     pub fn parse_envelope(
         &self,
+        default_ts: DateTime<Utc>,
         now: DateTime<Utc>,
         window: &AcceptWindow,
     ) -> Result<(EntityId, Option<EntityType>, AttributeName, DateTime<Utc>), RejectReason> {
@@ -137,7 +139,7 @@ impl RawReading {
             .map_err(RejectReason::Id)?;
         let attribute = AttributeName::parse(&self.attribute).map_err(RejectReason::Id)?;
         let ts = match &self.ts {
-            None => now,
+            None => default_ts,
             Some(raw) => DateTime::parse_from_rfc3339(raw)
                 .map_err(|_| RejectReason::BadTimestamp(raw.clone()))?
                 .with_timezone(&Utc),
@@ -185,7 +187,7 @@ mod tests {
     fn envelope_defaults_ts_to_now() {
         let now = Utc::now();
         let r = raw(json!({"entity_id": 1, "attribute": "temperature", "value": 1}));
-        let (e, t, a, ts) = r.parse_envelope(now, &AcceptWindow::default()).unwrap();
+        let (e, t, a, ts) = r.parse_envelope(now, now, &AcceptWindow::default()).unwrap();
         assert_eq!((e.get(), t, a.as_str(), ts), (1, None, "temperature", now));
     }
 
@@ -221,11 +223,21 @@ mod tests {
         ];
         for (body, needle) in cases {
             let err = raw(body.clone())
-                .parse_envelope(now, &w)
+                .parse_envelope(now, now, &w)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(needle), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn default_ts_is_checked_against_the_receive_time() {
+        let now: DateTime<Utc> = "2026-11-24T10:00:00Z".parse().unwrap();
+        let r = raw(json!({"entity_id": 1, "attribute": "a", "value": 1}));
+        let old = now - Duration::days(31);
+        assert!(r.parse_envelope(old, now, &AcceptWindow::default()).is_err());
+        let recent = now - Duration::minutes(5);
+        assert_eq!(r.parse_envelope(recent, now, &AcceptWindow::default()).unwrap().3, recent);
     }
 
     #[test]

@@ -1,1 +1,8 @@
-//! placeholder
+//! The local stack behind `atlas dev`: a private PostgreSQL cluster (or a
+//! given database), migrations, demo data, the local API gateway in front of
+//! the same handlers the Lambda functions run, and the flusher on a timer.
+
+pub mod cluster;
+pub mod demo;
+pub mod dev;
+pub mod secret;

@@ -62,7 +62,8 @@ impl TenantCatalog {
         }))
     }
 
-    /// Registers a cold attribute for auto-registration. If another request
+    /// Registers a cold attribute for auto-registration, in `tenant`'s name
+    /// whatever tenant the transaction was serving before. If another request
     /// registered it first, theirs stands, type included.
     pub async fn register(
         tx: &Transaction<'_>,
@@ -70,6 +71,7 @@ impl TenantCatalog {
         name: &AttributeName,
         data_type: DataType,
     ) -> Result<AttributeDef, StoreError> {
+        crate::tenant::set_tenant(tx, tenant).await?;
         let ins = tx
             .prepare_cached(
                 "INSERT INTO attributes (tenant_id, attribute_name, data_type) VALUES ($1, $2, $3) \
@@ -119,6 +121,21 @@ impl Catalog {
     pub async fn get(&self, tenant: TenantId) -> Result<Option<Arc<TenantCatalog>>, StoreError> {
         if let Some((at, cat)) = self.entries.read().expect("catalog lock").get(&tenant)
             && at.elapsed() < self.ttl
+        {
+            return Ok(cat.clone());
+        }
+        self.reload(tenant).await
+    }
+
+    /// Reloads unless the cached entry is younger than `min_age`, which
+    /// bounds the reloads a stream of unknown attributes can cause.
+    pub async fn reload_if_older(
+        &self,
+        tenant: TenantId,
+        min_age: Duration,
+    ) -> Result<Option<Arc<TenantCatalog>>, StoreError> {
+        if let Some((at, cat)) = self.entries.read().expect("catalog lock").get(&tenant)
+            && at.elapsed() < min_age
         {
             return Ok(cat.clone());
         }

@@ -13,7 +13,7 @@ use atlas_cloud::metrics::{Metrics, Sample, Unit};
 use atlas_core::AcceptWindow;
 use tokio_postgres::error::SqlState;
 
-use crate::{Pool, StoreError, ensure_partitions};
+use crate::{Pool, StoreError, Transaction, ensure_partitions};
 
 const FLUSH_BATCH: &str = r#"
 WITH moved AS (
@@ -163,12 +163,19 @@ pub async fn flush_batch(pool: &Pool, cfg: &FlushConfig) -> Result<Batch, StoreE
 }
 
 async fn try_flush(pool: &Pool, limit: i64) -> Result<Batch, StoreError> {
-    let started = Instant::now();
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let batch = flush_in(&tx, limit).await?;
+    tx.commit().await?;
+    Ok(batch)
+}
+
+/// One batch inside the caller's transaction; nothing is final until the
+/// caller commits. Exposed so tests can kill a flusher mid-batch.
+pub async fn flush_in(tx: &Transaction<'_>, limit: i64) -> Result<Batch, StoreError> {
+    let started = Instant::now();
     let stmt = tx.prepare_cached(FLUSH_BATCH).await?;
     let row = tx.query_one(&stmt, &[&limit]).await?;
-    tx.commit().await?;
     Ok(Batch {
         moved: row.get(0),
         inserted: row.get(1),
@@ -180,11 +187,34 @@ async fn try_flush(pool: &Pool, limit: i64) -> Result<Batch, StoreError> {
 }
 
 /// Totals over one run of the loop.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Totals {
     pub batches: u64,
     pub moved: i64,
     pub inserted: i64,
+}
+
+/// A flusher as the function runs it: the worker pool, its settings and
+/// where its metrics go.
+pub struct Flusher {
+    pub pool: Pool,
+    pub config: FlushConfig,
+    pub metrics: Metrics,
+}
+
+impl Flusher {
+    /// `DATABASE_URL` (acting as `atlas_worker`) plus `FlushConfig::from_env`.
+    pub fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self {
+            pool: crate::DbConfig::from_env(crate::DbRole::Worker)?.pool()?,
+            config: FlushConfig::from_env()?,
+            metrics: atlas_cloud::metrics::from_env("Atlas"),
+        })
+    }
+
+    pub async fn run_until(&self, deadline: Instant) -> Result<Totals, StoreError> {
+        run_until(&self.pool, &self.config, deadline, &self.metrics).await
+    }
 }
 
 /// Flushes until `deadline - stop_margin`, emitting one metrics sample per

@@ -15,9 +15,11 @@ mod tenant;
 pub use catalog::{AttributeDef, Catalog, TenantCatalog};
 pub use error::StoreError;
 pub use migrate::{ensure_partitions, migrate};
-pub use pool::{DbConfig, DbRole, Pool};
+pub use pool::{DbConfig, DbRole, Pool, with_database};
 pub use provision::{ensure_attribute, ensure_tenant};
 pub use staging::stage;
+pub use deadpool_postgres::Transaction;
+pub use tokio_postgres::GenericClient;
 pub use tenant::begin_tenant;
 
 /// The accept window from `ATLAS_ACCEPT_PAST_SECS` (default 30 days) and

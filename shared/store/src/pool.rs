@@ -47,6 +47,14 @@ impl DbConfig {
         }
     }
 
+    /// `DATABASE_URL` and `ATLAS_DB_POOL_SIZE` (default 8).
+    pub fn from_env(role: DbRole) -> Result<Self, atlas_cloud::config::ConfigError> {
+        use atlas_cloud::config::{parsed, required};
+        let mut cfg = Self::new(required("DATABASE_URL")?, role);
+        cfg.max_connections = parsed("ATLAS_DB_POOL_SIZE", cfg.max_connections)?;
+        Ok(cfg)
+    }
+
     /// Builds the pool without connecting: Lambda init stays fast and a
     /// database outage surfaces per request, not as a crash loop.
     pub fn pool(&self) -> Result<Pool, StoreError> {
@@ -66,5 +74,24 @@ impl DbConfig {
             },
         );
         Ok(Pool::builder(mgr).max_size(self.max_connections).build()?)
+    }
+}
+
+/// `url` with its database name replaced; for tools that create databases.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn with_database_swaps_only_the_name() {
+        assert_eq!(super::with_database("postgres://u@h:1/a", "b"), "postgres://u@h:1/b");
+        assert_eq!(super::with_database("postgres://u@h/a?sslmode=require", "b"), "postgres://u@h/b?sslmode=require");
     }
 }

@@ -1,0 +1,145 @@
+//! A private PostgreSQL cluster for `atlas dev`, made with the machine's own
+//! PostgreSQL binaries (initdb + pg_ctl) under the data directory. initdb
+//! refuses to run as root, so as root the cluster runs as `postgres`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "no PostgreSQL server binaries found (looked in $ATLAS_PG_BIN, /usr/lib/postgresql/*/bin and PATH); \
+         install PostgreSQL or pass --database-url"
+    )]
+    NoBinaries,
+    #[error("{step} failed: {detail}")]
+    Step { step: &'static str, detail: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Cluster {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    run_as: Option<&'static str>,
+}
+
+impl Cluster {
+    /// Initializes the cluster on first use, then starts it (or adopts it
+    /// if it is already running) and makes sure database `atlas` exists.
+    pub fn start(dir: &Path, port: u16) -> Result<Self, ClusterError> {
+        let bin = find_binaries().ok_or(ClusterError::NoBinaries)?;
+        std::fs::create_dir_all(dir)?;
+        let data = std::path::absolute(dir.join("pg"))?;
+        let run_as = is_root().then_some("postgres");
+        let this = Self { bin, data, port, run_as };
+        if !this.data.join("PG_VERSION").exists() {
+            std::fs::create_dir_all(&this.data)?;
+            if let Some(user) = run_as {
+                this.run("chown", Command::new("chown").args(["-R", user]).arg(&this.data))?;
+            }
+            tracing::info!(dir = %this.data.display(), "initializing a private PostgreSQL cluster");
+            let mut initdb = this.pg("initdb");
+            initdb.arg("-D").arg(&this.data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"]);
+            this.run("initdb", &mut initdb)?;
+        }
+        let mut status = this.pg("pg_ctl");
+        status.arg("status").arg("-D").arg(&this.data);
+        if !status.output()?.status.success() {
+            let log = this.data.join("server.log");
+            let mut start = this.pg("pg_ctl");
+            start
+                .arg("start")
+                .arg("-w")
+                .arg("-D")
+                .arg(&this.data)
+                .arg("-l")
+                .arg(&log)
+                .arg("-o")
+                .arg(format!("-p {port} -c listen_addresses=127.0.0.1 -k {}", this.data.display()));
+            this.run("pg_ctl start", &mut start).map_err(|e| ClusterError::Step {
+                step: "pg_ctl start",
+                detail: format!("{e}; see {}", log.display()),
+            })?;
+        }
+        let mut createdb = this.pg("psql");
+        createdb.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atc"]).arg(
+            "SELECT 'exists' FROM pg_database WHERE datname = 'atlas'",
+        );
+        let out = createdb.output()?;
+        if !String::from_utf8_lossy(&out.stdout).contains("exists") {
+            let mut c = this.pg("createdb");
+            c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "atlas"]);
+            this.run("createdb", &mut c)?;
+        }
+        Ok(this)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/atlas", self.port)
+    }
+
+    pub fn stop(&self) -> Result<(), ClusterError> {
+        let mut stop = self.pg("pg_ctl");
+        stop.arg("stop").arg("-m").arg("fast").arg("-D").arg(&self.data);
+        self.run("pg_ctl stop", &mut stop)
+    }
+
+    fn pg(&self, tool: &str) -> Command {
+        let exe = self.bin.join(tool);
+        match self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        }
+    }
+
+    fn run(&self, step: &'static str, cmd: &mut Command) -> Result<(), ClusterError> {
+        let out = cmd.output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(ClusterError::Step {
+                step,
+                detail: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    String::from_utf8_lossy(&out.stdout).trim()
+                ),
+            })
+        }
+    }
+}
+
+fn find_binaries() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("ATLAS_PG_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok())
+    });
+    versions.pop().or_else(|| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths).find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+        })
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

@@ -1,0 +1,99 @@
+//! `atlas dev`: the write path on one machine.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atlas_http::jwt::Signer;
+use atlas_http::local::{LocalGateway, Routes, handler};
+use atlas_ingest::{IngestConfig, IngestService};
+use atlas_store::flush::FlushConfig;
+use atlas_store::{DbConfig, DbRole};
+
+use crate::cluster::Cluster;
+
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Use this database instead of a private cluster.
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub pg_port: u16,
+}
+
+pub type DevError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the stack until `shutdown` resolves. `ready` is called with the
+/// bound address once requests are accepted.
+pub async fn run(
+    opts: DevOptions,
+    shutdown: impl Future<Output = ()> + Send,
+    ready: impl FnOnce(std::net::SocketAddr, &str),
+) -> Result<(), DevError> {
+    let (url, cluster) = match &opts.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let dir = opts.data_dir.clone();
+            let pg_port = opts.pg_port;
+            let c = tokio::task::spawn_blocking(move || Cluster::start(&dir, pg_port)).await??;
+            (c.url(), Some(c))
+        }
+    };
+    let result = serve(&opts, &url, shutdown, ready).await;
+    if let Some(c) = cluster {
+        tracing::info!("stopping the private PostgreSQL cluster");
+        tokio::task::spawn_blocking(move || c.stop()).await??;
+    }
+    result
+}
+
+async fn serve(
+    opts: &DevOptions,
+    url: &str,
+    shutdown: impl Future<Output = ()> + Send,
+    ready: impl FnOnce(std::net::SocketAddr, &str),
+) -> Result<(), DevError> {
+    let ingest_cfg = IngestConfig::from_env()?;
+    let applied = atlas_store::migrate(url, &ingest_cfg.window).await?;
+    tracing::info!(applied, "migrations up to date");
+
+    let worker = DbConfig::new(url, DbRole::Worker).pool()?;
+    if crate::demo::seed_if_empty(&**worker.get().await?).await? {
+        tracing::info!("created demo tenants 1, 2 and 3 with the demo attribute catalog");
+    }
+    let ingest = Arc::new(IngestService::new(DbConfig::new(url, DbRole::App).pool()?, ingest_cfg));
+    let secret = crate::secret::load_or_create(&opts.data_dir)?;
+    let routes = Routes::default().route(
+        atlas_ingest::http::PATH,
+        handler(move |req| {
+            let svc = ingest.clone();
+            async move { atlas_ingest::http::handle(&svc, req).await }
+        }),
+    );
+    let gateway = LocalGateway { routes, signer: Arc::new(Signer::new(&secret)?), max_body_bytes: 10 * 1024 * 1024 };
+
+    let flusher = tokio::spawn(flush_forever(worker, FlushConfig::from_env()?));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
+    ready(listener.local_addr()?, url);
+    let served = gateway.serve(listener, shutdown).await;
+    flusher.abort();
+    Ok(served?)
+}
+
+/// The scheduled flusher, as EventBridge would run it: one-minute
+/// invocations back to back. A failed run is logged and retried.
+async fn flush_forever(pool: atlas_store::Pool, cfg: FlushConfig) {
+    let metrics = atlas_cloud::metrics::from_env("Atlas");
+    loop {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        match atlas_store::flush::run_until(&pool, &cfg, deadline, &metrics).await {
+            Ok(t) if t.moved > 0 => tracing::info!(rows = t.moved, new = t.inserted, "flushed"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "flush run failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

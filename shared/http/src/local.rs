@@ -1,0 +1,182 @@
+//! A stand-in for API Gateway's HTTP API on one machine. It checks the
+//! bearer token like the JWT authorizer, turns the HTTP request into the
+//! same payload-2.0 event Lambda would receive, and calls the handler that
+//! the function itself runs. So `atlas dev` exercises the Lambda code path.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::ApiError;
+use crate::jwt::Signer;
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+pub type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
+
+/// Routes by path prefix, as API Gateway routes to integrations.
+#[derive(Clone, Default)]
+pub struct Routes {
+    routes: Vec<(&'static str, Handler)>,
+}
+
+impl Routes {
+    pub fn route(mut self, prefix: &'static str, handler: Handler) -> Self {
+        self.routes.push((prefix, handler));
+        self
+    }
+
+    fn find(&self, path: &str) -> Option<&Handler> {
+        self.routes
+            .iter()
+            .find(|(p, _)| path == *p || path.starts_with(&format!("{p}/")))
+            .map(|(_, h)| h)
+    }
+}
+
+pub struct LocalGateway {
+    pub routes: Routes,
+    pub signer: Arc<Signer>,
+    /// API Gateway's own payload cap is 10 MB; the handler applies its own
+    /// (smaller) limit, this one only stops a runaway client.
+    pub max_body_bytes: usize,
+}
+
+impl LocalGateway {
+    /// Serves until the future `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let this = Arc::new(self);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => accepted?,
+                () = &mut shutdown => return Ok(()),
+            };
+            let this = this.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let this = this.clone();
+                    async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
+                });
+                if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                    tracing::debug!(error = %e, "connection closed");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, req: http::Request<Incoming>, peer: SocketAddr) -> http::Response<Full<bytes::Bytes>> {
+        let started = std::time::Instant::now();
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let resp = match self.dispatch(req, peer).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        tracing::info!(%method, %path, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+        let (parts, body) = resp.into_parts();
+        let bytes = match body {
+            Body::Empty => bytes::Bytes::new(),
+            Body::Text(t) => t.into(),
+            Body::Binary(b) => b.into(),
+            _ => bytes::Bytes::new(),
+        };
+        http::Response::from_parts(parts, Full::new(bytes))
+    }
+
+    async fn dispatch(&self, req: http::Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, ApiError> {
+        let handler = self.routes.find(req.uri().path()).ok_or_else(|| ApiError::not_found("no such route"))?;
+        let claims = self.authorize(&req)?;
+        let event = self.event(req, peer, &claims).await?;
+        let request = lambda_http::request::from_str(&event.to_string())
+            .map_err(|e| ApiError::bad_request("bad_request", format!("request could not be read: {e}")))?;
+        Ok(handler(request).await)
+    }
+
+    fn authorize(&self, req: &http::Request<Incoming>) -> Result<crate::jwt::Claims, ApiError> {
+        let header = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> (make one with `atlas token --tenant ID`)"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))?;
+        self.signer.verify(token.trim()).map_err(|e| ApiError::unauthorized(e.to_string()))
+    }
+
+    /// The payload-2.0 event API Gateway would send for this request.
+    async fn event(
+        &self,
+        req: http::Request<Incoming>,
+        peer: SocketAddr,
+        claims: &crate::jwt::Claims,
+    ) -> Result<serde_json::Value, ApiError> {
+        let (parts, body) = req.into_parts();
+        let body = Limited::new(body, self.max_body_bytes).collect().await.map_err(|_| {
+            ApiError::too_large("body_too_large", format!("request body exceeds {} bytes", self.max_body_bytes))
+        })?;
+        let body = body.to_bytes();
+        let mut headers = serde_json::Map::new();
+        for (name, value) in &parts.headers {
+            if name == http::header::AUTHORIZATION {
+                continue;
+            }
+            if let Ok(v) = value.to_str() {
+                headers.insert(name.as_str().to_owned(), json!(v));
+            }
+        }
+        let (text, b64) = match std::str::from_utf8(&body) {
+            Ok(t) => (t.to_owned(), false),
+            Err(_) => (base64::engine::general_purpose::STANDARD.encode(&body), true),
+        };
+        let now = chrono::Utc::now();
+        let path = parts.uri.path();
+        Ok(json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": parts.uri.query().unwrap_or(""),
+            "headers": headers,
+            "requestContext": {
+                "accountId": "000000000000", "apiId": "local", "domainName": "localhost",
+                "domainPrefix": "localhost", "requestId": format!("local-{}", now.timestamp_nanos_opt().unwrap_or(0)),
+                "routeKey": "$default", "stage": "$default",
+                "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+                "timeEpoch": now.timestamp_millis(),
+                "http": {"method": parts.method.as_str(), "path": path, "protocol": "HTTP/1.1",
+                         "sourceIp": peer.ip().to_string(), "userAgent": ""},
+                "authorizer": {"jwt": {"claims": {
+                    "sub": claims.sub, "iss": claims.iss, "tenant_id": claims.tenant_id,
+                }, "scopes": null}}
+            },
+            "body": text,
+            "isBase64Encoded": b64,
+        }))
+    }
+}
+
+/// Wraps an async function as a gateway handler.
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    Arc::new(move |req| Box::pin(f(req)))
+}
+

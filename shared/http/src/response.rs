@@ -1,0 +1,33 @@
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
+use lambda_http::{Body, Response};
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Serializing our own response types cannot fail; the fallback keeps it total.
+    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
+    let mut resp = Response::new(Body::Text(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The API Gateway HTTP API (payload 2.0) shape of a response, for
+/// functions that take more than one kind of event and so cannot use
+/// `lambda_http::run`.
+pub fn to_apigw_response(resp: Response<Body>) -> ApiGatewayV2httpResponse {
+    let (parts, body) = resp.into_parts();
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    match body {
+        Body::Empty => {}
+        b @ Body::Text(_) => out.body = Some(b),
+        b @ Body::Binary(_) => {
+            out.is_base64_encoded = true;
+            out.body = Some(b);
+        }
+        _ => {}
+    }
+    out
+}

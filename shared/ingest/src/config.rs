@@ -1,0 +1,41 @@
+use std::time::Duration;
+
+use atlas_cloud::config::{ConfigError, millis, parsed};
+use atlas_core::AcceptWindow;
+
+/// Limits and settings for ingest, each overridable from the environment.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `ATLAS_MAX_BODY_BYTES`: largest request body (default 5 MiB, under
+    /// Lambda's 6 MB synchronous payload cap).
+    pub max_body_bytes: usize,
+    /// `ATLAS_MAX_READINGS`: most readings in one request or MSK record.
+    pub max_readings: usize,
+    /// `ATLAS_CATALOG_TTL_MS`: how long a tenant's catalog is cached.
+    pub catalog_ttl: Duration,
+    /// `ATLAS_ACCEPT_PAST_SECS` / `ATLAS_ACCEPT_FUTURE_SECS`.
+    pub window: AcceptWindow,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 5 * 1024 * 1024,
+            max_readings: 10_000,
+            catalog_ttl: Duration::from_secs(5),
+            window: AcceptWindow::default(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            max_body_bytes: parsed("ATLAS_MAX_BODY_BYTES", d.max_body_bytes)?,
+            max_readings: parsed("ATLAS_MAX_READINGS", d.max_readings)?,
+            catalog_ttl: millis("ATLAS_CATALOG_TTL_MS", d.catalog_ttl)?,
+            window: atlas_store::window_from_env()?,
+        })
+    }
+}

@@ -1,0 +1,42 @@
+//! `POST /v1/telemetry` behind API Gateway (and the local gateway).
+
+use atlas_http::{ApiError, Body, Request, Response, json, tenant_from_request};
+use http::{Method, StatusCode};
+
+use crate::{IngestService, TenantBatch, parse_batch};
+
+pub const PATH: &str = "/v1/telemetry";
+
+/// Never fails: every problem becomes a JSON error response.
+pub async fn handle(svc: &IngestService, req: Request) -> Response<Body> {
+    match accept(svc, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn accept(svc: &IngestService, req: Request) -> Result<Response<Body>, ApiError> {
+    if req.uri().path() != PATH {
+        return Err(ApiError::not_found(format!("no route {}; readings go to POST {PATH}", req.uri().path())));
+    }
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    let tenant = tenant_from_request(&req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let body: &[u8] = match req.body() {
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    };
+    let cfg = svc.config();
+    let readings = parse_batch(body, cfg.max_body_bytes, cfg.max_readings)?;
+    let batch = TenantBatch { tenant, readings, default_ts: chrono::Utc::now() };
+    let outcome = svc.ingest(vec![batch]).await.map_err(|e| {
+        tracing::error!(error = %e, %tenant, "ingest failed");
+        ApiError::unavailable("the database is unavailable; nothing was stored, retry the request")
+    })?;
+    match outcome.into_iter().next().flatten() {
+        Some(o) => Ok(json(StatusCode::ACCEPTED, &o)),
+        None => Err(ApiError::unauthorized(format!("tenant {tenant} does not exist or is inactive"))),
+    }
+}
