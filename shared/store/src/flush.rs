@@ -21,11 +21,14 @@ WITH moved AS (
     WHERE ctid = ANY (ARRAY(SELECT ctid FROM entity_values_ingest LIMIT $1 FOR UPDATE SKIP LOCKED))
     RETURNING *
 ), ts AS (
+    -- Key order: two flushers meeting the same replayed keys wait on each
+    -- other in one direction only, and the primary key's B-tree fills in order.
     INSERT INTO entity_values_ts (entity_id, tenant_id, attribute_id, value, value_int, value_decimal,
                                   value_bool, value_timestamp, ingested_at)
     SELECT entity_id, tenant_id, attribute_id, value, value_int, value_decimal,
            value_bool, value_timestamp, ingested_at
     FROM moved
+    ORDER BY tenant_id, entity_id, attribute_id, ingested_at
     ON CONFLICT DO NOTHING
     RETURNING 1
 ), ents AS (
@@ -137,15 +140,19 @@ impl FlushConfig {
 /// month has no partition yet gets one and the batch is retried, so neither
 /// loses a row: until the batch commits, its rows stay in staging.
 pub async fn flush_batch(pool: &Pool, cfg: &FlushConfig) -> Result<Batch, StoreError> {
+    const ATTEMPTS: u32 = 10;
     let mut attempt = 0;
     loop {
         attempt += 1;
         match try_flush(pool, cfg.batch_size).await {
             Ok(b) => return Ok(b),
-            Err(e) if attempt < 5 && e.is_retryable() => {
+            Err(e) if attempt < ATTEMPTS && e.is_retryable() => {
                 tracing::debug!(error = %e, attempt, "flush conflict; retrying");
+                // Jitter, so two flushers that just collided do not collide again.
+                let ms = u64::from(attempt) * 10 + fastrand::u64(0..25);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            Err(e) if attempt < 5 && e.sql_state() == Some(&SqlState::CHECK_VIOLATION) => {
+            Err(e) if attempt < ATTEMPTS && e.sql_state() == Some(&SqlState::CHECK_VIOLATION) => {
                 // "no partition of relation found for row": cover what staging holds.
                 let client = pool.get().await?;
                 client
