@@ -15,14 +15,23 @@ use serde_json::{Value, json};
 async fn attr_id(db: &TestDb, tenant: i64, name: &str) -> i64 {
     db.owner()
         .await
-        .query_one("SELECT attribute_id FROM attributes WHERE tenant_id = $1 AND attribute_name = $2", &[&tenant, &name])
+        .query_one(
+            "SELECT attribute_id FROM attributes WHERE tenant_id = $1 AND attribute_name = $2",
+            &[&tenant, &name],
+        )
         .await
         .unwrap()
         .get(0)
 }
 
 fn reading(entity: i64, attr: i64, value: Val, ts: DateTime<Utc>) -> TypedReading {
-    TypedReading { entity_id: EntityId::new(entity).unwrap(), entity_type: None, attribute_id: attr, value, ts }
+    TypedReading {
+        entity_id: EntityId::new(entity).unwrap(),
+        entity_type: None,
+        attribute_id: attr,
+        value,
+        ts,
+    }
 }
 
 /// Stages readings for one tenant through the application role, as ingest does.
@@ -30,7 +39,9 @@ async fn stage_as_app(db: &TestDb, tenant: i64, readings: &[TypedReading]) {
     let pool = db.pool(DbRole::App);
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    let n = stage(&tx, &[(TenantId::new(tenant).unwrap(), readings)]).await.unwrap();
+    let n = stage(&tx, &[(TenantId::new(tenant).unwrap(), readings)])
+        .await
+        .unwrap();
     assert_eq!(n as usize, readings.len());
     tx.commit().await.unwrap();
 }
@@ -42,7 +53,14 @@ async fn drain(db: &TestDb, cfg: &FlushConfig) {
 
 fn many(attr: i64, n: i64, base: DateTime<Utc>) -> Vec<TypedReading> {
     (0..n)
-        .map(|i| reading(i % 500, attr, Val::Int(i), base + chrono::Duration::microseconds(i)))
+        .map(|i| {
+            reading(
+                i % 500,
+                attr,
+                Val::Int(i),
+                base + chrono::Duration::microseconds(i),
+            )
+        })
         .collect()
 }
 
@@ -58,41 +76,83 @@ async fn a_flusher_killed_mid_batch_loses_nothing_and_a_rerun_finishes() {
     // before it commits.
     let pool = db.pool(DbRole::Worker);
     let mut victim = pool.get().await.unwrap();
-    let pid: i32 = victim.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     let tx = victim.transaction().await.unwrap();
     let batch = flush_in(&tx, 2_000).await.unwrap();
     assert_eq!(batch.moved, 2_000);
     let owner = db.owner().await;
-    owner.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
-    assert!(tx.commit().await.is_err(), "the killed flusher cannot commit");
+    owner
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    assert!(
+        tx.commit().await.is_err(),
+        "the killed flusher cannot commit"
+    );
     drop(victim);
 
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ingest").await, 5_000, "nothing left staging");
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ts").await, 0, "nothing half-moved");
-    drain(&db, &FlushConfig { batch_size: 1_500, ..FlushConfig::default() }).await;
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ts").await, 5_000);
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ingest").await, 0);
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        5_000,
+        "nothing left staging"
+    );
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ts").await,
+        0,
+        "nothing half-moved"
+    );
+    drain(
+        &db,
+        &FlushConfig {
+            batch_size: 1_500,
+            ..FlushConfig::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ts").await,
+        5_000
+    );
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        0
+    );
 }
 
 #[tokio::test]
 async fn concurrent_flushers_neither_lose_nor_duplicate() {
     let db = TestDb::new().await;
     demo_tenants(&db).await;
-    let (prio, temp) = (attr_id(&db, 1, "priority").await, attr_id(&db, 1, "temperature").await);
+    let (prio, temp) = (
+        attr_id(&db, 1, "priority").await,
+        attr_id(&db, 1, "temperature").await,
+    );
     let base = Utc::now() - chrono::Duration::minutes(2);
     let mut rows = many(prio, 20_000, base);
     // Replays of part of the data, staged again, must not double up.
     rows.extend(many(prio, 2_000, base));
     // Many updates of the same hot key across batches: the newest must win.
     rows.extend((0..3_000).map(|i| {
-        reading(7, temp, Val::Decimal(i.into()), base + chrono::Duration::milliseconds(i))
+        reading(
+            7,
+            temp,
+            Val::Decimal(i.into()),
+            base + chrono::Duration::milliseconds(i),
+        )
     }));
     fastrand::shuffle(&mut rows);
     for chunk in rows.chunks(5_000) {
         stage_as_app(&db, 1, chunk).await;
     }
 
-    let cfg = FlushConfig { batch_size: 700, ..FlushConfig::default() };
+    let cfg = FlushConfig {
+        batch_size: 700,
+        ..FlushConfig::default()
+    };
     let flushers: Vec<_> = (0..4)
         .map(|_| {
             let pool = db.pool(DbRole::Worker);
@@ -116,44 +176,89 @@ async fn concurrent_flushers_neither_lose_nor_duplicate() {
     drain(&db, &cfg).await; // anything a flusher skipped while another held it
     assert_eq!(moved, 25_000, "each staged row was moved exactly once");
     let owner = db.owner().await;
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ingest").await, 0);
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ts").await, 23_000);
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        0
+    );
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ts").await,
+        23_000
+    );
     let hot: Value = owner
-        .query_one("SELECT hot_attrs FROM entity_jsonb WHERE tenant_id = 1 AND entity_id = 7", &[])
+        .query_one(
+            "SELECT hot_attrs FROM entity_jsonb WHERE tenant_id = 1 AND entity_id = 7",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(hot["temperature"], json!(2999.0), "the newest reading wins, whatever the flush order");
+    assert_eq!(
+        hot["temperature"],
+        json!(2999.0),
+        "the newest reading wins, whatever the flush order"
+    );
 }
 
 #[tokio::test]
 async fn an_older_reading_never_overwrites_a_newer_hot_value() {
     let db = TestDb::new().await;
     demo_tenants(&db).await;
-    let (status, temp) = (attr_id(&db, 1, "status").await, attr_id(&db, 1, "temperature").await);
+    let (status, temp) = (
+        attr_id(&db, 1, "status").await,
+        attr_id(&db, 1, "temperature").await,
+    );
     let now = Utc::now();
-    stage_as_app(&db, 1, &[reading(1, status, Val::String("online".into()), now)]).await;
+    stage_as_app(
+        &db,
+        1,
+        &[reading(1, status, Val::String("online".into()), now)],
+    )
+    .await;
     drain(&db, &FlushConfig::default()).await;
     stage_as_app(
         &db,
         1,
         &[
-            reading(1, status, Val::String("offline".into()), now - chrono::Duration::minutes(5)),
-            reading(1, temp, Val::Decimal(20.into()), now - chrono::Duration::minutes(5)),
+            reading(
+                1,
+                status,
+                Val::String("offline".into()),
+                now - chrono::Duration::minutes(5),
+            ),
+            reading(
+                1,
+                temp,
+                Val::Decimal(20.into()),
+                now - chrono::Duration::minutes(5),
+            ),
         ],
     )
     .await;
     drain(&db, &FlushConfig::default()).await;
     let owner = db.owner().await;
     let row = owner
-        .query_one("SELECT hot_attrs, updated_at FROM entity_jsonb WHERE tenant_id = 1 AND entity_id = 1", &[])
+        .query_one(
+            "SELECT hot_attrs, updated_at FROM entity_jsonb WHERE tenant_id = 1 AND entity_id = 1",
+            &[],
+        )
         .await
         .unwrap();
     let hot: Value = row.get(0);
-    assert_eq!(hot, json!({"status": "online", "temperature": 20.0}), "old status ignored, new key merged");
+    assert_eq!(
+        hot,
+        json!({"status": "online", "temperature": 20.0}),
+        "old status ignored, new key merged"
+    );
     let updated: DateTime<Utc> = row.get(1);
-    assert!((updated - now).num_milliseconds().abs() < 1, "updated_at never moves backwards");
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ts").await, 3, "history keeps everything");
+    assert!(
+        (updated - now).num_milliseconds().abs() < 1,
+        "updated_at never moves backwards"
+    );
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ts").await,
+        3,
+        "history keeps everything"
+    );
 }
 
 #[tokio::test]
@@ -164,15 +269,27 @@ async fn a_reading_whose_month_has_no_partition_is_kept_until_one_exists() {
     let owner = db.owner().await;
     // Lose this month's partition (as if upkeep never ran), then flush.
     let part: String = owner
-        .query_one("SELECT format('entity_values_ts_%s', to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))", &[])
+        .query_one(
+            "SELECT format('entity_values_ts_%s', to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    owner.batch_execute(&format!("DROP TABLE {part}")).await.unwrap();
+    owner
+        .batch_execute(&format!("DROP TABLE {part}"))
+        .await
+        .unwrap();
     stage_as_app(&db, 1, &[reading(1, prio, Val::Int(3), Utc::now())]).await;
     drain(&db, &FlushConfig::default()).await;
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ts").await, 1);
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ingest").await, 0);
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ts").await,
+        1
+    );
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        0
+    );
 }
 
 #[derive(Default)]
@@ -189,7 +306,12 @@ async fn the_loop_stops_before_its_deadline_and_reports_each_batch() {
     let db = TestDb::new().await;
     demo_tenants(&db).await;
     let prio = attr_id(&db, 1, "priority").await;
-    stage_as_app(&db, 1, &many(prio, 2_500, Utc::now() - chrono::Duration::seconds(10))).await;
+    stage_as_app(
+        &db,
+        1,
+        &many(prio, 2_500, Utc::now() - chrono::Duration::seconds(10)),
+    )
+    .await;
     let capture = Arc::new(Capture::default());
     let metrics: Metrics = capture.clone();
     let cfg = FlushConfig {
@@ -199,13 +321,21 @@ async fn the_loop_stops_before_its_deadline_and_reports_each_batch() {
         ..FlushConfig::default()
     };
     let deadline = Instant::now() + Duration::from_millis(1_500);
-    let totals = run_until(&db.pool(DbRole::Worker), &cfg, deadline, &metrics).await.unwrap();
+    let totals = run_until(&db.pool(DbRole::Worker), &cfg, deadline, &metrics)
+        .await
+        .unwrap();
     assert!(Instant::now() < deadline, "returned before the deadline");
     assert_eq!(totals.moved, 2_500);
     let samples = capture.0.lock().unwrap();
     assert_eq!(samples.len(), 3, "one sample per non-empty batch");
     let value = |s: &Sample, name: &str| s.values.iter().find(|(n, _, _)| *n == name).map(|v| v.1);
-    assert_eq!(samples.iter().map(|s| value(s, "RowsMoved").unwrap()).sum::<f64>(), 2_500.0);
+    assert_eq!(
+        samples
+            .iter()
+            .map(|s| value(s, "RowsMoved").unwrap())
+            .sum::<f64>(),
+        2_500.0
+    );
     for s in samples.iter() {
         for name in ["BatchMs", "StagingDepth", "FlushLagMs"] {
             assert!(value(s, name).is_some(), "{name} missing");

@@ -26,7 +26,12 @@ async fn post(svc: &IngestService, tenant: Option<&str>, body: &str) -> (StatusC
 
 async fn flush_all(db: &TestDb) {
     let pool = db.pool(DbRole::Worker);
-    while flush_batch(&pool, &FlushConfig::default()).await.unwrap().moved > 0 {}
+    while flush_batch(&pool, &FlushConfig::default())
+        .await
+        .unwrap()
+        .moved
+        > 0
+    {}
 }
 
 fn ts(offset: Duration) -> String {
@@ -49,10 +54,27 @@ async fn happy_path_lands_in_the_time_series_and_hot_projection() {
     assert_eq!(out, json!({"accepted": 6, "rejected": []}));
 
     let owner = db.owner().await;
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ingest WHERE tenant_id = 1").await, 6);
+    assert_eq!(
+        count(
+            &owner,
+            "SELECT count(*) FROM entity_values_ingest WHERE tenant_id = 1"
+        )
+        .await,
+        6
+    );
     flush_all(&db).await;
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ingest").await, 0);
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ts WHERE tenant_id = 1").await, 6);
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &owner,
+            "SELECT count(*) FROM entity_values_ts WHERE tenant_id = 1"
+        )
+        .await,
+        6
+    );
     let typed = owner
         .query_one(
             "SELECT v.value_decimal::text, v.ingested_at < now() - interval '4 seconds' \
@@ -67,28 +89,46 @@ async fn happy_path_lands_in_the_time_series_and_hot_projection() {
 
     // Hot attributes reach entity_jsonb; cold ones (humidity, online) do not.
     let hot: Value = owner
-        .query_one("SELECT hot_attrs FROM entity_jsonb WHERE tenant_id = 1 AND entity_id = 123", &[])
+        .query_one(
+            "SELECT hot_attrs FROM entity_jsonb WHERE tenant_id = 1 AND entity_id = 123",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(hot, json!({"temperature": 72.5, "status": "online"}));
     let hot: Value = owner
-        .query_one("SELECT hot_attrs FROM entity_jsonb WHERE tenant_id = 1 AND entity_id = 124", &[])
+        .query_one(
+            "SELECT hot_attrs FROM entity_jsonb WHERE tenant_id = 1 AND entity_id = 124",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(hot["priority"], json!(8));
     assert!(hot.get("online").is_none(), "{hot}");
-    assert!(hot["last_seen"].as_str().unwrap().starts_with("2026-11-24T09:00:00"), "{hot}");
+    assert!(
+        hot["last_seen"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-24T09:00:00"),
+        "{hot}"
+    );
 
     let types: Vec<(i64, String)> = owner
-        .query("SELECT entity_id, entity_type FROM entities WHERE tenant_id = 1 ORDER BY 1", &[])
+        .query(
+            "SELECT entity_id, entity_type FROM entities WHERE tenant_id = 1 ORDER BY 1",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(types, vec![(123, "device".to_owned()), (124, "device".to_owned())]);
+    assert_eq!(
+        types,
+        vec![(123, "device".to_owned()), (124, "device".to_owned())]
+    );
 }
 
 #[tokio::test]
@@ -96,27 +136,81 @@ async fn every_rejection_reason_is_reported_by_index() {
     let (db, svc) = setup().await;
     let long = "x".repeat(5000);
     let cases: Vec<(Value, &str)> = vec![
-        (json!({"entity_id": 1, "attribute": "pressure", "value": 1}), "unknown attribute \"pressure\""),
-        (json!({"entity_id": 1, "attribute": "temperature", "value": "hot"}), "is not a valid decimal"),
-        (json!({"entity_id": 1, "attribute": "priority", "value": 1.5}), "is not a valid int"),
-        (json!({"entity_id": 1, "attribute": "online", "value": "yes"}), "is not a valid bool"),
-        (json!({"entity_id": 1, "attribute": "last_seen", "value": "noon"}), "is not a valid timestamp"),
-        (json!({"entity_id": 1, "attribute": "temperature", "value": 1e16}), "out of range for decimal(20,5)"),
-        (json!({"entity_id": 1, "attribute": "status", "value": long}), "the limit is 4096"),
-        (json!({"entity_id": 1, "attribute": "temperature", "value": 1, "ts": ts(-Duration::days(31))}), "outside the accepted window"),
-        (json!({"entity_id": 1, "attribute": "temperature", "value": 1, "ts": ts(Duration::hours(2))}), "outside the accepted window"),
-        (json!({"entity_id": 1, "attribute": "temperature", "value": 1, "ts": "yesterday"}), "not an RFC 3339 timestamp"),
-        (json!({"entity_id": -4, "attribute": "temperature", "value": 1}), "entity_id must be"),
-        (json!({"entity_id": "abc", "attribute": "temperature", "value": 1}), "entity_id must be"),
-        (json!({"entity_id": 1, "attribute": "Temp'; DROP TABLE x;--", "value": 1}), "attribute name"),
-        (json!({"entity_id": 1, "entity_type": "", "attribute": "temperature", "value": 1}), "entity_type"),
-        (json!({"entity_id": 1, "attribute": "temperature"}), "missing field `value`"),
-        (json!({"entity_id": 1, "attribute": "temperature", "value": 1, "timestamp": "x"}), "unknown field `timestamp`"),
+        (
+            json!({"entity_id": 1, "attribute": "pressure", "value": 1}),
+            "unknown attribute \"pressure\"",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "temperature", "value": "hot"}),
+            "is not a valid decimal",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "priority", "value": 1.5}),
+            "is not a valid int",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "online", "value": "yes"}),
+            "is not a valid bool",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "last_seen", "value": "noon"}),
+            "is not a valid timestamp",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "temperature", "value": 1e16}),
+            "out of range for decimal(20,5)",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "status", "value": long}),
+            "the limit is 4096",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "temperature", "value": 1, "ts": ts(-Duration::days(31))}),
+            "outside the accepted window",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "temperature", "value": 1, "ts": ts(Duration::hours(2))}),
+            "outside the accepted window",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "temperature", "value": 1, "ts": "yesterday"}),
+            "not an RFC 3339 timestamp",
+        ),
+        (
+            json!({"entity_id": -4, "attribute": "temperature", "value": 1}),
+            "entity_id must be",
+        ),
+        (
+            json!({"entity_id": "abc", "attribute": "temperature", "value": 1}),
+            "entity_id must be",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "Temp'; DROP TABLE x;--", "value": 1}),
+            "attribute name",
+        ),
+        (
+            json!({"entity_id": 1, "entity_type": "", "attribute": "temperature", "value": 1}),
+            "entity_type",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "temperature"}),
+            "missing field `value`",
+        ),
+        (
+            json!({"entity_id": 1, "attribute": "temperature", "value": 1, "timestamp": "x"}),
+            "unknown field `timestamp`",
+        ),
         (json!("not an object"), "malformed reading"),
     ];
-    let mut readings: Vec<Value> = vec![json!({"entity_id": 9, "attribute": "temperature", "value": 20.5})];
+    let mut readings: Vec<Value> =
+        vec![json!({"entity_id": 9, "attribute": "temperature", "value": 20.5})];
     readings.extend(cases.iter().map(|(r, _)| r.clone()));
-    let (status, out) = post(&svc, Some("1"), &json!({ "readings": readings }).to_string()).await;
+    let (status, out) = post(
+        &svc,
+        Some("1"),
+        &json!({ "readings": readings }).to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{out}");
     assert_eq!(out["accepted"], 1);
     let rejected = out["rejected"].as_array().unwrap();
@@ -124,10 +218,18 @@ async fn every_rejection_reason_is_reported_by_index() {
     for (i, (_, needle)) in cases.iter().enumerate() {
         assert_eq!(rejected[i]["index"], i + 1);
         let reason = rejected[i]["reason"].as_str().unwrap();
-        assert!(reason.contains(needle), "reading {}: expected {needle:?} in {reason:?}", i + 1);
+        assert!(
+            reason.contains(needle),
+            "reading {}: expected {needle:?} in {reason:?}",
+            i + 1
+        );
     }
     let owner = db.owner().await;
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ingest").await, 1, "only the good reading");
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        1,
+        "only the good reading"
+    );
 }
 
 #[tokio::test]
@@ -135,44 +237,122 @@ async fn whole_request_problems_get_typed_errors() {
     let (_db, svc) = setup().await;
     let good = r#"{"readings":[{"entity_id":1,"attribute":"temperature","value":1}]}"#;
     let many = json!({"readings": vec![json!({"entity_id": 1, "attribute": "status", "value": "x"}); 10_001]});
-    let huge = format!(r#"{{"readings":[{{"entity_id":1,"attribute":"status","value":"{}"}}]}}"#, "x".repeat(6 << 20));
+    let huge = format!(
+        r#"{{"readings":[{{"entity_id":1,"attribute":"status","value":"{}"}}]}}"#,
+        "x".repeat(6 << 20)
+    );
     let cases: Vec<(Option<&str>, String, StatusCode, &str)> = vec![
-        (Some("1"), "{\"readings\": [".into(), StatusCode::BAD_REQUEST, "malformed_json"),
-        (Some("1"), "".into(), StatusCode::BAD_REQUEST, "malformed_json"),
-        (Some("1"), "[1,2]".into(), StatusCode::BAD_REQUEST, "wrong_shape"),
-        (Some("1"), r#"{"readings": {"entity_id": 1}}"#.into(), StatusCode::BAD_REQUEST, "wrong_shape"),
-        (Some("1"), r#"{"reading": []}"#.into(), StatusCode::BAD_REQUEST, "wrong_shape"),
-        (Some("1"), r#"{"readings": []}"#.into(), StatusCode::BAD_REQUEST, "empty_batch"),
-        (Some("1"), many.to_string(), StatusCode::PAYLOAD_TOO_LARGE, "too_many_readings"),
-        (Some("1"), huge, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+        (
+            Some("1"),
+            "{\"readings\": [".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            Some("1"),
+            "".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            Some("1"),
+            "[1,2]".into(),
+            StatusCode::BAD_REQUEST,
+            "wrong_shape",
+        ),
+        (
+            Some("1"),
+            r#"{"readings": {"entity_id": 1}}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "wrong_shape",
+        ),
+        (
+            Some("1"),
+            r#"{"reading": []}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "wrong_shape",
+        ),
+        (
+            Some("1"),
+            r#"{"readings": []}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "empty_batch",
+        ),
+        (
+            Some("1"),
+            many.to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_readings",
+        ),
+        (
+            Some("1"),
+            huge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
         (None, good.into(), StatusCode::UNAUTHORIZED, "unauthorized"),
-        (Some("abc"), good.into(), StatusCode::UNAUTHORIZED, "unauthorized"),
-        (Some("0"), good.into(), StatusCode::UNAUTHORIZED, "unauthorized"),
-        (Some("999"), good.into(), StatusCode::UNAUTHORIZED, "unauthorized"),
+        (
+            Some("abc"),
+            good.into(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            Some("0"),
+            good.into(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            Some("999"),
+            good.into(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
     ];
     for (tenant, body, status, code) in cases {
         let (got, out) = post(&svc, tenant, &body).await;
-        assert_eq!((got, out["error"]["code"].as_str().unwrap()), (status, code), "{tenant:?} {out}");
+        assert_eq!(
+            (got, out["error"]["code"].as_str().unwrap()),
+            (status, code),
+            "{tenant:?} {out}"
+        );
         assert!(!out["error"]["message"].as_str().unwrap().is_empty());
     }
 
     let mut event = apigw_event(Some("1"), good);
     event["requestContext"]["http"]["method"] = "GET".into();
-    let resp = atlas_ingest::http::handle(&svc, lambda_http::request::from_str(&event.to_string()).unwrap()).await;
+    let resp = atlas_ingest::http::handle(
+        &svc,
+        lambda_http::request::from_str(&event.to_string()).unwrap(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     let mut event = apigw_event(Some("1"), good);
     event["rawPath"] = "/v1/other".into();
     event["requestContext"]["http"]["path"] = "/v1/other".into();
-    let resp = atlas_ingest::http::handle(&svc, lambda_http::request::from_str(&event.to_string()).unwrap()).await;
+    let resp = atlas_ingest::http::handle(
+        &svc,
+        lambda_http::request::from_str(&event.to_string()).unwrap(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn an_inactive_tenant_is_refused() {
     let (db, svc) = setup().await;
-    db.owner().await.batch_execute("UPDATE tenants SET is_active = false WHERE tenant_id = 2").await.unwrap();
-    let (status, out) =
-        post(&svc, Some("2"), r#"{"readings":[{"entity_id":1,"attribute":"status","value":"x"}]}"#).await;
+    db.owner()
+        .await
+        .batch_execute("UPDATE tenants SET is_active = false WHERE tenant_id = 2")
+        .await
+        .unwrap();
+    let (status, out) = post(
+        &svc,
+        Some("2"),
+        r#"{"readings":[{"entity_id":1,"attribute":"status","value":"x"}]}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{out}");
 }
 
@@ -193,8 +373,14 @@ async fn a_replayed_request_creates_no_duplicates() {
     post(&svc, Some("1"), &body).await;
     flush_all(&db).await;
     let owner = db.owner().await;
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ts").await, 2);
-    assert_eq!(count(&owner, "SELECT count(*) FROM entity_values_ingest").await, 0);
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ts").await,
+        2
+    );
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -206,9 +392,18 @@ async fn auto_registration_is_off_by_default_and_types_new_attributes_when_on() 
                                {"entity_id":1,"attribute":"weird","value":[1]}]}"#;
     let (_, out) = post(&svc, Some("1"), body).await;
     assert_eq!(out["accepted"], 0, "{out}");
-    assert!(out["rejected"][0]["reason"].as_str().unwrap().contains("auto-registration is off"));
+    assert!(
+        out["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("auto-registration is off")
+    );
 
-    db.owner().await.batch_execute("UPDATE tenants SET allow_auto_register = true WHERE tenant_id = 2").await.unwrap();
+    db.owner()
+        .await
+        .batch_execute("UPDATE tenants SET allow_auto_register = true WHERE tenant_id = 2")
+        .await
+        .unwrap();
     let (status, out) = post(&svc, Some("2"), body).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(out["accepted"], 3, "{out}");
@@ -227,10 +422,20 @@ async fn auto_registration_is_off_by_default_and_types_new_attributes_when_on() 
         .collect();
     assert_eq!(
         rows,
-        vec![("label".into(), "string".into(), false), ("voltage".into(), "decimal".into(), false)],
+        vec![
+            ("label".into(), "string".into(), false),
+            ("voltage".into(), "decimal".into(), false)
+        ],
         "typed by the first value, cold, and not registered from an unusable value"
     );
-    assert_eq!(count(&owner, "SELECT count(*) FROM attributes WHERE tenant_id = 1 AND attribute_name = 'voltage'").await, 0);
+    assert_eq!(
+        count(
+            &owner,
+            "SELECT count(*) FROM attributes WHERE tenant_id = 1 AND attribute_name = 'voltage'"
+        )
+        .await,
+        0
+    );
 }
 
 fn msk_event(records: Vec<(i64, &str, Value, Option<i64>)>) -> Value {
@@ -265,22 +470,34 @@ async fn msk_batches_are_ingested_and_redelivery_is_idempotent() {
 
     let readings = |n: i64| json!({"readings": (0..n).map(|i| json!({"entity_id": 40 + i, "attribute": "temperature", "value": 1.5})).collect::<Vec<_>>()});
     let event = msk_event(vec![
-        (1, "1", readings(3), Some(1)),                      // tenant from the header
-        (2, "2", readings(2), None),                         // tenant from the key
-        (3, "1", json!({"oops": true}), Some(1)),            // poison record: skipped
-        (4, "777", readings(1), Some(777)),                  // unknown tenant: skipped
-        (5, "not-a-tenant", readings(1), None),              // no tenant: skipped
+        (1, "1", readings(3), Some(1)),           // tenant from the header
+        (2, "2", readings(2), None),              // tenant from the key
+        (3, "1", json!({"oops": true}), Some(1)), // poison record: skipped
+        (4, "777", readings(1), Some(777)),       // unknown tenant: skipped
+        (5, "not-a-tenant", readings(1), None),   // no tenant: skipped
     ]);
-    let first = atlas_ingest::lambda::handle(&svc, lambda_runtime::LambdaEvent::new(event.clone(), ctx.clone()))
+    let first = atlas_ingest::lambda::handle(
+        &svc,
+        lambda_runtime::LambdaEvent::new(event.clone(), ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        first,
+        json!({"records": 5, "accepted": 5, "rejected_readings": 0, "rejected_records": 3})
+    );
+    let again = atlas_ingest::lambda::handle(&svc, lambda_runtime::LambdaEvent::new(event, ctx))
         .await
         .unwrap();
-    assert_eq!(first, json!({"records": 5, "accepted": 5, "rejected_readings": 0, "rejected_records": 3}));
-    let again = atlas_ingest::lambda::handle(&svc, lambda_runtime::LambdaEvent::new(event, ctx)).await.unwrap();
     assert_eq!(again["accepted"], 5);
     flush_all(&db).await;
     let owner = db.owner().await;
     assert_eq!(
-        count(&owner, "SELECT count(*) FROM entity_values_ts WHERE entity_id BETWEEN 40 AND 49").await,
+        count(
+            &owner,
+            "SELECT count(*) FROM entity_values_ts WHERE entity_id BETWEEN 40 AND 49"
+        )
+        .await,
         5,
         "readings without ts take the record timestamp, so redelivery deduplicates"
     );
@@ -290,10 +507,16 @@ async fn msk_batches_are_ingested_and_redelivery_is_idempotent() {
 #[tokio::test]
 async fn the_lambda_entry_point_answers_api_gateway_in_its_format() {
     let (_db, svc) = setup().await;
-    let event = apigw_event(Some("1"), r#"{"readings":[{"entity_id":1,"attribute":"status","value":"ok"}]}"#);
-    let out = atlas_ingest::lambda::handle(&svc, lambda_runtime::LambdaEvent::new(event, Default::default()))
-        .await
-        .unwrap();
+    let event = apigw_event(
+        Some("1"),
+        r#"{"readings":[{"entity_id":1,"attribute":"status","value":"ok"}]}"#,
+    );
+    let out = atlas_ingest::lambda::handle(
+        &svc,
+        lambda_runtime::LambdaEvent::new(event, Default::default()),
+    )
+    .await
+    .unwrap();
     assert_eq!(out["statusCode"], 202, "{out}");
     assert_eq!(out["headers"]["content-type"], "application/json");
     let body: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
@@ -303,9 +526,16 @@ async fn the_lambda_entry_point_answers_api_gateway_in_its_format() {
 #[tokio::test]
 async fn a_database_outage_is_a_503_not_a_panic() {
     let (db, _) = setup().await;
-    let dead = atlas_store::DbConfig::new("postgres://atlas_app@127.0.0.1:1/nowhere", DbRole::App).pool().unwrap();
+    let dead = atlas_store::DbConfig::new("postgres://atlas_app@127.0.0.1:1/nowhere", DbRole::App)
+        .pool()
+        .unwrap();
     let svc = IngestService::new(dead, IngestConfig::default());
-    let (status, out) = post(&svc, Some("1"), r#"{"readings":[{"entity_id":1,"attribute":"status","value":"x"}]}"#).await;
+    let (status, out) = post(
+        &svc,
+        Some("1"),
+        r#"{"readings":[{"entity_id":1,"attribute":"status","value":"x"}]}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{out}");
     assert_eq!(out["error"]["code"], "unavailable");
     drop(db);

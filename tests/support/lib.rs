@@ -96,7 +96,8 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
 /// An API Gateway v2 event for `POST /v1/telemetry`, built from the sample
 /// in `events/` with this body and tenant claim (`None`: no claim at all).
 pub fn apigw_request(tenant_claim: Option<&str>, body: &str) -> lambda_http::Request {
-    lambda_http::request::from_str(&apigw_event(tenant_claim, body).to_string()).expect("valid event")
+    lambda_http::request::from_str(&apigw_event(tenant_claim, body).to_string())
+        .expect("valid event")
 }
 
 pub fn apigw_event(tenant_claim: Option<&str>, body: &str) -> serde_json::Value {
@@ -106,7 +107,10 @@ pub fn apigw_event(tenant_claim: Option<&str>, body: &str) -> serde_json::Value 
     match tenant_claim {
         Some(t) => claims["tenant_id"] = t.into(),
         None => {
-            claims.as_object_mut().expect("claims object").remove("tenant_id");
+            claims
+                .as_object_mut()
+                .expect("claims object")
+                .remove("tenant_id");
         }
     }
     event
@@ -130,9 +134,15 @@ pub fn body_json(resp: &lambda_http::Response<lambda_http::Body>) -> serde_json:
 pub async fn demo_tenants(db: &TestDb) {
     let pool = db.pool(atlas_store::DbRole::Worker);
     let client = pool.get().await.expect("worker connection");
-    atlas_devstack::demo::seed(&**client, &[1, 2]).await.expect("demo data");
+    atlas_devstack::demo::seed(&**client, &[1, 2])
+        .await
+        .expect("demo data");
 }
 
 pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
 }

@@ -8,5 +8,8 @@ async fn main() -> Result<(), Error> {
     atlas_cloud::telemetry::init();
     let svc = atlas_ingest::IngestService::from_env()?;
     let svc = &svc;
-    run(service_fn(move |event| atlas_ingest::lambda::handle(svc, event))).await
+    run(service_fn(move |event| {
+        atlas_ingest::lambda::handle(svc, event)
+    }))
+    .await
 }

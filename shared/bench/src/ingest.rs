@@ -102,7 +102,12 @@ enum GenValue {
 const STATUSES: [&str; 4] = ["online", "offline", "warning", "maintenance"];
 
 fn attr_type(a: usize) -> DataType {
-    [DataType::Decimal, DataType::Int, DataType::String, DataType::Bool][a % 4]
+    [
+        DataType::Decimal,
+        DataType::Int,
+        DataType::String,
+        DataType::Bool,
+    ][a % 4]
 }
 
 fn attr_name(a: usize) -> String {
@@ -110,11 +115,21 @@ fn attr_name(a: usize) -> String {
 }
 
 pub async fn run(opts: &Options) -> Result<Report, BoxError> {
-    if opts.entities < opts.tenants || opts.hot > opts.attributes || opts.batch == 0 || opts.readings == 0 {
-        return Err("need entities >= tenants, hot <= attributes, and a non-zero batch and reading count".into());
+    if opts.entities < opts.tenants
+        || opts.hot > opts.attributes
+        || opts.batch == 0
+        || opts.readings == 0
+    {
+        return Err(
+            "need entities >= tenants, hot <= attributes, and a non-zero batch and reading count"
+                .into(),
+        );
     }
     let tag = std::process::id();
-    eprintln!("setting up scratch databases on {}", redact(&opts.server_url));
+    eprintln!(
+        "setting up scratch databases on {}",
+        redact(&opts.server_url)
+    );
     let db = ScratchDb::create(&opts.server_url, format!("atlas_bench_ingest_{tag}")).await?;
     let raw_db = ScratchDb::create(&opts.server_url, format!("atlas_bench_rawcopy_{tag}")).await?;
     let result = measure(opts, &db, &raw_db).await;
@@ -134,13 +149,21 @@ async fn measure(opts: &Options, db: &ScratchDb, raw_db: &ScratchDb) -> Result<R
     let mut worker = DbConfig::new(&db.url, DbRole::Worker);
     worker.max_connections = opts.flushers;
     let (app, worker) = (app.pool()?, worker.pool()?);
-    let cfg = IngestConfig { max_readings: opts.batch, ..IngestConfig::default() };
+    let cfg = IngestConfig {
+        max_readings: opts.batch,
+        ..IngestConfig::default()
+    };
     let svc = Arc::new(IngestService::new(app, cfg));
-    let flush_cfg = FlushConfig { batch_size: opts.flush_batch, ..FlushConfig::default() };
+    let flush_cfg = FlushConfig {
+        batch_size: opts.flush_batch,
+        ..FlushConfig::default()
+    };
 
     let bar = ProgressBar::new(opts.readings as u64).with_style(
-        ProgressStyle::with_template("{msg:10} {bar:40} {pos}/{len} readings acknowledged ({per_sec})")
-            .expect("static template"),
+        ProgressStyle::with_template(
+            "{msg:10} {bar:40} {pos}/{len} readings acknowledged ({per_sec})",
+        )
+        .expect("static template"),
     );
     bar.set_message("ingesting");
     let requests = Arc::new(requests);
@@ -151,7 +174,12 @@ async fn measure(opts: &Options, db: &ScratchDb, raw_db: &ScratchDb) -> Result<R
 
     let flushers: Vec<_> = (0..opts.flushers)
         .map(|_| {
-            let (pool, cfg, done, lags) = (worker.clone(), flush_cfg.clone(), writers_done.clone(), lags.clone());
+            let (pool, cfg, done, lags) = (
+                worker.clone(),
+                flush_cfg.clone(),
+                writers_done.clone(),
+                lags.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let b = flush_batch(&pool, &cfg).await?;
@@ -168,18 +196,35 @@ async fn measure(opts: &Options, db: &ScratchDb, raw_db: &ScratchDb) -> Result<R
         .collect();
     let writers: Vec<_> = (0..opts.writers)
         .map(|_| {
-            let (svc, requests, next, bar) = (svc.clone(), requests.clone(), next.clone(), bar.clone());
+            let (svc, requests, next, bar) =
+                (svc.clone(), requests.clone(), next.clone(), bar.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((tenant, body)) = requests.get(i) else { return Ok::<_, BoxError>(()) };
+                    let Some((tenant, body)) = requests.get(i) else {
+                        return Ok::<_, BoxError>(());
+                    };
                     let cfg = svc.config();
-                    let readings = parse_batch(body.as_bytes(), cfg.max_body_bytes, cfg.max_readings)?;
+                    let readings =
+                        parse_batch(body.as_bytes(), cfg.max_body_bytes, cfg.max_readings)?;
                     let n = readings.len();
-                    let batch = TenantBatch { tenant: *tenant, readings, default_ts: Utc::now() };
-                    let out = svc.ingest(vec![batch]).await?.pop().flatten().ok_or("tenant missing")?;
+                    let batch = TenantBatch {
+                        tenant: *tenant,
+                        readings,
+                        default_ts: Utc::now(),
+                    };
+                    let out = svc
+                        .ingest(vec![batch])
+                        .await?
+                        .pop()
+                        .flatten()
+                        .ok_or("tenant missing")?;
                     if out.accepted != n {
-                        return Err(format!("ingest rejected readings: {:?}", out.rejected.first()).into());
+                        return Err(format!(
+                            "ingest rejected readings: {:?}",
+                            out.rejected.first()
+                        )
+                        .into());
                     }
                     bar.inc(n as u64);
                 }
@@ -204,7 +249,10 @@ async fn measure(opts: &Options, db: &ScratchDb, raw_db: &ScratchDb) -> Result<R
     );
 
     let (lost, duplicated) = audit(&db.url, opts.readings as i64).await?;
-    eprintln!("raw COPY of the same rows into a fresh entity_values_ts ({} streams)", opts.raw_copy_streams);
+    eprintln!(
+        "raw COPY of the same rows into a fresh entity_values_ts ({} streams)",
+        opts.raw_copy_streams
+    );
     let raw = raw_copy(&raw_db.url, &rows, &raw_attr_ids, opts.raw_copy_streams).await?;
 
     let mut lags = std::mem::take(&mut *lags.lock().await);
@@ -289,7 +337,13 @@ fn generate(opts: &Options) -> (Vec<Row>, Vec<(TenantId, String)>) {
                 attr_name(attr),
                 ts.to_rfc3339_opts(SecondsFormat::Micros, true)
             ));
-            rows.push(Row { tenant, entity, attr, value, ts });
+            rows.push(Row {
+                tenant,
+                entity,
+                attr,
+                value,
+                ts,
+            });
         }
         body.push_str("]}");
         requests.push((TenantId::new(tenant).expect("positive"), body));
@@ -316,7 +370,12 @@ async fn audit(url: &str, expected: i64) -> Result<(i64, i64), BoxError> {
     Ok((expected - distinct + staged, total - distinct))
 }
 
-async fn raw_copy(url: &str, rows: &[Row], attr_ids: &[Vec<i64>], streams: usize) -> Result<Duration, BoxError> {
+async fn raw_copy(
+    url: &str,
+    rows: &[Row],
+    attr_ids: &[Vec<i64>],
+    streams: usize,
+) -> Result<Duration, BoxError> {
     let chunk = rows.len().div_ceil(streams.max(1));
     let started = Instant::now();
     let tasks = rows.chunks(chunk).map(|part| async move {
@@ -393,11 +452,20 @@ mod tests {
 
     #[test]
     fn generated_requests_cover_every_reading_once() {
-        let opts = Options { readings: 2_500, batch: 1_000, tenants: 10, entities: 100, ..Options::default() };
+        let opts = Options {
+            readings: 2_500,
+            batch: 1_000,
+            tenants: 10,
+            entities: 100,
+            ..Options::default()
+        };
         let (rows, reqs) = generate(&opts);
         assert_eq!(rows.len(), 2_500);
         assert_eq!(reqs.len(), 3);
-        let parsed: usize = reqs.iter().map(|(_, b)| parse_batch(b.as_bytes(), usize::MAX, 1_000).unwrap().len()).sum();
+        let parsed: usize = reqs
+            .iter()
+            .map(|(_, b)| parse_batch(b.as_bytes(), usize::MAX, 1_000).unwrap().len())
+            .sum();
         assert_eq!(parsed, 2_500);
     }
 }

@@ -10,21 +10,37 @@ pub struct ScratchDb {
 }
 
 impl ScratchDb {
-    pub async fn create(server: &str, name: String) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn create(
+        server: &str,
+        name: String,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let (client, conn) = tokio_postgres::connect(server, NoTls)
             .await
             .map_err(|e| format!("cannot reach PostgreSQL at {server}: {e}"))?;
         tokio::spawn(conn);
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
         let url = atlas_store::with_database(server, &name);
         atlas_store::migrate(&url, &AcceptWindow::default()).await?;
-        Ok(Self { server: server.to_owned(), name, url })
+        Ok(Self {
+            server: server.to_owned(),
+            name,
+            url,
+        })
     }
 
     pub async fn drop_now(self) -> Result<(), tokio_postgres::Error> {
         let (client, conn) = tokio_postgres::connect(&self.server, NoTls).await?;
         tokio::spawn(conn);
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
     }
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "atlas", version, about = "Atlas multi-tenant telemetry: local stack, migrations, tokens, benchmarks")]
+#[command(
+    name = "atlas",
+    version,
+    about = "Atlas multi-tenant telemetry: local stack, migrations, tokens, benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +65,11 @@ struct IngestBench {
     #[arg(long)]
     readings: Option<usize>,
     /// Server on which scratch databases are created and dropped.
-    #[arg(long, env = "ATLAS_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        env = "ATLAS_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     database_url: String,
     #[arg(long, default_value_t = 2)]
     writers: usize,
@@ -85,11 +93,22 @@ async fn main() {
 async fn run(cli: Cli) -> Result<(), BoxError> {
     match cli.command {
         Command::Migrate { database_url } => {
-            let applied = atlas_store::migrate(&database_url, &atlas_store::window_from_env()?).await?;
+            let applied =
+                atlas_store::migrate(&database_url, &atlas_store::window_from_env()?).await?;
             println!("{applied} migration(s) applied; schema is up to date");
         }
-        Command::Dev { database_url, port, data_dir, pg_port } => {
-            let opts = atlas_devstack::dev::DevOptions { database_url, data_dir: data_dir.clone(), port, pg_port };
+        Command::Dev {
+            database_url,
+            port,
+            data_dir,
+            pg_port,
+        } => {
+            let opts = atlas_devstack::dev::DevOptions {
+                database_url,
+                data_dir: data_dir.clone(),
+                port,
+                pg_port,
+            };
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
@@ -103,7 +122,11 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             })
             .await?;
         }
-        Command::Token { tenant, ttl_hours, data_dir } => {
+        Command::Token {
+            tenant,
+            ttl_hours,
+            data_dir,
+        } => {
             let tenant = atlas_core::TenantId::new(tenant)?;
             let secret = atlas_devstack::secret::load_or_create(&data_dir)?;
             let signer = atlas_http::jwt::Signer::new(&secret)?;
@@ -111,7 +134,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Bench(Bench::Ingest(b)) => {
             let defaults = atlas_bench::ingest::Options::default();
-            let readings = b.readings.unwrap_or(if b.quick { 200_000 } else { defaults.readings });
+            let readings = b
+                .readings
+                .unwrap_or(if b.quick { 200_000 } else { defaults.readings });
             let opts = atlas_bench::ingest::Options {
                 server_url: b.database_url,
                 readings,

@@ -31,5 +31,6 @@ pub fn in_lambda() -> bool {
 /// loops that work until shortly before it want an `Instant`.
 pub fn deadline_instant(deadline_epoch_ms: u64) -> std::time::Instant {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-    std::time::Instant::now() + std::time::Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
+    std::time::Instant::now()
+        + std::time::Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
 }

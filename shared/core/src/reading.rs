@@ -187,7 +187,9 @@ mod tests {
     fn envelope_defaults_ts_to_now() {
         let now = Utc::now();
         let r = raw(json!({"entity_id": 1, "attribute": "temperature", "value": 1}));
-        let (e, t, a, ts) = r.parse_envelope(now, now, &AcceptWindow::default()).unwrap();
+        let (e, t, a, ts) = r
+            .parse_envelope(now, now, &AcceptWindow::default())
+            .unwrap();
         assert_eq!((e.get(), t, a.as_str(), ts), (1, None, "temperature", now));
     }
 
@@ -235,9 +237,17 @@ mod tests {
         let now: DateTime<Utc> = "2026-11-24T10:00:00Z".parse().unwrap();
         let r = raw(json!({"entity_id": 1, "attribute": "a", "value": 1}));
         let old = now - Duration::days(31);
-        assert!(r.parse_envelope(old, now, &AcceptWindow::default()).is_err());
+        assert!(
+            r.parse_envelope(old, now, &AcceptWindow::default())
+                .is_err()
+        );
         let recent = now - Duration::minutes(5);
-        assert_eq!(r.parse_envelope(recent, now, &AcceptWindow::default()).unwrap().3, recent);
+        assert_eq!(
+            r.parse_envelope(recent, now, &AcceptWindow::default())
+                .unwrap()
+                .3,
+            recent
+        );
     }
 
     #[test]

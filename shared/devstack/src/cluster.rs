@@ -33,15 +33,30 @@ impl Cluster {
         std::fs::create_dir_all(dir)?;
         let data = std::path::absolute(dir.join("pg"))?;
         let run_as = is_root().then_some("postgres");
-        let this = Self { bin, data, port, run_as };
+        let this = Self {
+            bin,
+            data,
+            port,
+            run_as,
+        };
         if !this.data.join("PG_VERSION").exists() {
             std::fs::create_dir_all(&this.data)?;
             if let Some(user) = run_as {
-                this.run("chown", Command::new("chown").args(["-R", user]).arg(&this.data))?;
+                this.run(
+                    "chown",
+                    Command::new("chown").args(["-R", user]).arg(&this.data),
+                )?;
             }
             tracing::info!(dir = %this.data.display(), "initializing a private PostgreSQL cluster");
             let mut initdb = this.pg("initdb");
-            initdb.arg("-D").arg(&this.data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"]);
+            initdb.arg("-D").arg(&this.data).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ]);
             this.run("initdb", &mut initdb)?;
         }
         let mut status = this.pg("pg_ctl");
@@ -57,20 +72,42 @@ impl Cluster {
                 .arg("-l")
                 .arg(&log)
                 .arg("-o")
-                .arg(format!("-p {port} -c listen_addresses=127.0.0.1 -k {}", this.data.display()));
-            this.run("pg_ctl start", &mut start).map_err(|e| ClusterError::Step {
-                step: "pg_ctl start",
-                detail: format!("{e}; see {}", log.display()),
-            })?;
+                .arg(format!(
+                    "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+                    this.data.display()
+                ));
+            this.run("pg_ctl start", &mut start)
+                .map_err(|e| ClusterError::Step {
+                    step: "pg_ctl start",
+                    detail: format!("{e}; see {}", log.display()),
+                })?;
         }
         let mut createdb = this.pg("psql");
-        createdb.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atc"]).arg(
-            "SELECT 'exists' FROM pg_database WHERE datname = 'atlas'",
-        );
+        createdb
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-Atc",
+            ])
+            .arg("SELECT 'exists' FROM pg_database WHERE datname = 'atlas'");
         let out = createdb.output()?;
         if !String::from_utf8_lossy(&out.stdout).contains("exists") {
             let mut c = this.pg("createdb");
-            c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "atlas"]);
+            c.args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "atlas",
+            ]);
             this.run("createdb", &mut c)?;
         }
         Ok(this)
@@ -82,7 +119,11 @@ impl Cluster {
 
     pub fn stop(&self) -> Result<(), ClusterError> {
         let mut stop = self.pg("pg_ctl");
-        stop.arg("stop").arg("-m").arg("fast").arg("-D").arg(&self.data);
+        stop.arg("stop")
+            .arg("-m")
+            .arg("fast")
+            .arg("-D")
+            .arg(&self.data);
         self.run("pg_ctl stop", &mut stop)
     }
 
@@ -127,11 +168,15 @@ fn find_binaries() -> Option<PathBuf> {
         .filter(|b| b.join("initdb").exists())
         .collect();
     versions.sort_by_key(|p| {
-        p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok())
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
     });
     versions.pop().or_else(|| {
         std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths).find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+            std::env::split_paths(&paths)
+                .find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
         })
     })
 }

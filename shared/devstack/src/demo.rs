@@ -33,7 +33,10 @@ pub async fn seed(client: &impl GenericClient, tenants: &[i64]) -> Result<(), St
 
 /// Seeds the demo only when the database has no tenant at all.
 pub async fn seed_if_empty(client: &impl GenericClient) -> Result<bool, StoreError> {
-    let tenants: i64 = client.query_one("SELECT count(*) FROM tenants", &[]).await?.get(0);
+    let tenants: i64 = client
+        .query_one("SELECT count(*) FROM tenants", &[])
+        .await?
+        .get(0);
     if tenants > 0 {
         return Ok(false);
     }

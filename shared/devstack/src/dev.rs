@@ -62,7 +62,10 @@ async fn serve(
     if crate::demo::seed_if_empty(&**worker.get().await?).await? {
         tracing::info!("created demo tenants 1, 2 and 3 with the demo attribute catalog");
     }
-    let ingest = Arc::new(IngestService::new(DbConfig::new(url, DbRole::App).pool()?, ingest_cfg));
+    let ingest = Arc::new(IngestService::new(
+        DbConfig::new(url, DbRole::App).pool()?,
+        ingest_cfg,
+    ));
     let secret = crate::secret::load_or_create(&opts.data_dir)?;
     let routes = Routes::default().route(
         atlas_ingest::http::PATH,
@@ -71,7 +74,11 @@ async fn serve(
             async move { atlas_ingest::http::handle(&svc, req).await }
         }),
     );
-    let gateway = LocalGateway { routes, signer: Arc::new(Signer::new(&secret)?), max_body_bytes: 10 * 1024 * 1024 };
+    let gateway = LocalGateway {
+        routes,
+        signer: Arc::new(Signer::new(&secret)?),
+        max_body_bytes: 10 * 1024 * 1024,
+    };
 
     let flusher = tokio::spawn(flush_forever(worker, FlushConfig::from_env()?));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;

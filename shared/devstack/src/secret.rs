@@ -17,7 +17,9 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<Vec<u8>> {
         Ok(_) | Err(_) => {}
     }
     std::fs::create_dir_all(data_dir)?;
-    let secret: String = std::iter::repeat_with(fastrand::alphanumeric).take(48).collect();
+    let secret: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(48)
+        .collect();
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

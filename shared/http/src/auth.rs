@@ -62,7 +62,8 @@ mod tests {
 
     #[test]
     fn tenant_comes_from_jwt_claims() {
-        let req = request(serde_json::json!({"jwt": {"claims": {"tenant_id": "42"}, "scopes": null}}));
+        let req =
+            request(serde_json::json!({"jwt": {"claims": {"tenant_id": "42"}, "scopes": null}}));
         assert_eq!(tenant_from_request(&req).unwrap().get(), 42);
     }
 
@@ -76,8 +77,12 @@ mod tests {
     fn missing_or_bad_claims_are_refused() {
         let req = request(serde_json::json!({"jwt": {"claims": {"sub": "x"}, "scopes": null}}));
         assert_eq!(tenant_from_request(&req), Err(AuthError::NoTenantClaim));
-        let req = request(serde_json::json!({"jwt": {"claims": {"tenant_id": "-1"}, "scopes": null}}));
-        assert!(matches!(tenant_from_request(&req), Err(AuthError::BadTenant(_))));
+        let req =
+            request(serde_json::json!({"jwt": {"claims": {"tenant_id": "-1"}, "scopes": null}}));
+        assert!(matches!(
+            tenant_from_request(&req),
+            Err(AuthError::BadTenant(_))
+        ));
         let req = lambda_http::Request::new(lambda_http::Body::Empty);
         assert_eq!(tenant_from_request(&req), Err(AuthError::NoAuthorizer));
     }

@@ -15,7 +15,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -35,7 +39,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(allowed: &str) -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("use {allowed}"))
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("use {allowed}"),
+        )
     }
 
     /// The database or another dependency is down: retry later. Never used
@@ -45,10 +53,15 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let mut resp =
-            crate::json(self.status, &json!({"error": {"code": self.code, "message": self.message}}));
+        let mut resp = crate::json(
+            self.status,
+            &json!({"error": {"code": self.code, "message": self.message}}),
+        );
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
         }
         resp
     }

@@ -36,7 +36,10 @@ impl Signer {
         if secret.len() < 32 {
             return Err(JwtError::WeakSecret);
         }
-        Ok(Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) })
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        })
     }
 
     pub fn issue(&self, tenant: TenantId, ttl: chrono::Duration) -> Result<String, JwtError> {
@@ -48,7 +51,11 @@ impl Signer {
             iat: now,
             exp: now + ttl.num_seconds(),
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// Checks signature, algorithm, issuer and expiry, as the authorizer would.
@@ -67,7 +74,9 @@ mod tests {
     #[test]
     fn issued_tokens_verify_and_carry_the_tenant() {
         let s = Signer::new(&[7; 32]).unwrap();
-        let t = s.issue(TenantId::new(3).unwrap(), chrono::Duration::hours(1)).unwrap();
+        let t = s
+            .issue(TenantId::new(3).unwrap(), chrono::Duration::hours(1))
+            .unwrap();
         assert_eq!(s.verify(&t).unwrap().tenant_id, "3");
     }
 
@@ -75,11 +84,17 @@ mod tests {
     fn foreign_expired_and_tampered_tokens_fail() {
         let s = Signer::new(&[7; 32]).unwrap();
         let other = Signer::new(&[8; 32]).unwrap();
-        let t = other.issue(TenantId::new(3).unwrap(), chrono::Duration::hours(1)).unwrap();
+        let t = other
+            .issue(TenantId::new(3).unwrap(), chrono::Duration::hours(1))
+            .unwrap();
         assert!(s.verify(&t).is_err());
-        let expired = s.issue(TenantId::new(3).unwrap(), chrono::Duration::hours(-2)).unwrap();
+        let expired = s
+            .issue(TenantId::new(3).unwrap(), chrono::Duration::hours(-2))
+            .unwrap();
         assert!(s.verify(&expired).is_err());
-        let mut tampered = s.issue(TenantId::new(3).unwrap(), chrono::Duration::hours(1)).unwrap();
+        let mut tampered = s
+            .issue(TenantId::new(3).unwrap(), chrono::Duration::hours(1))
+            .unwrap();
         tampered.insert(tampered.len() - 3, 'x');
         assert!(s.verify(&tampered).is_err());
         assert!(Signer::new(b"short").is_err());

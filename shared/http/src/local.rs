@@ -73,14 +73,21 @@ impl LocalGateway {
                     let this = this.clone();
                     async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
                 });
-                if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                if let Err(e) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await
+                {
                     tracing::debug!(error = %e, "connection closed");
                 }
             });
         }
     }
 
-    async fn handle(&self, req: http::Request<Incoming>, peer: SocketAddr) -> http::Response<Full<bytes::Bytes>> {
+    async fn handle(
+        &self,
+        req: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> http::Response<Full<bytes::Bytes>> {
         let started = std::time::Instant::now();
         let (method, path) = (req.method().clone(), req.uri().path().to_owned());
         let resp = match self.dispatch(req, peer).await {
@@ -98,12 +105,20 @@ impl LocalGateway {
         http::Response::from_parts(parts, Full::new(bytes))
     }
 
-    async fn dispatch(&self, req: http::Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, ApiError> {
-        let handler = self.routes.find(req.uri().path()).ok_or_else(|| ApiError::not_found("no such route"))?;
+    async fn dispatch(
+        &self,
+        req: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Body>, ApiError> {
+        let handler = self
+            .routes
+            .find(req.uri().path())
+            .ok_or_else(|| ApiError::not_found("no such route"))?;
         let claims = self.authorize(&req)?;
         let event = self.event(req, peer, &claims).await?;
-        let request = lambda_http::request::from_str(&event.to_string())
-            .map_err(|e| ApiError::bad_request("bad_request", format!("request could not be read: {e}")))?;
+        let request = lambda_http::request::from_str(&event.to_string()).map_err(|e| {
+            ApiError::bad_request("bad_request", format!("request could not be read: {e}"))
+        })?;
         Ok(handler(request).await)
     }
 
@@ -117,7 +132,9 @@ impl LocalGateway {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))?;
-        self.signer.verify(token.trim()).map_err(|e| ApiError::unauthorized(e.to_string()))
+        self.signer
+            .verify(token.trim())
+            .map_err(|e| ApiError::unauthorized(e.to_string()))
     }
 
     /// The payload-2.0 event API Gateway would send for this request.
@@ -128,9 +145,15 @@ impl LocalGateway {
         claims: &crate::jwt::Claims,
     ) -> Result<serde_json::Value, ApiError> {
         let (parts, body) = req.into_parts();
-        let body = Limited::new(body, self.max_body_bytes).collect().await.map_err(|_| {
-            ApiError::too_large("body_too_large", format!("request body exceeds {} bytes", self.max_body_bytes))
-        })?;
+        let body = Limited::new(body, self.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|_| {
+                ApiError::too_large(
+                    "body_too_large",
+                    format!("request body exceeds {} bytes", self.max_body_bytes),
+                )
+            })?;
         let body = body.to_bytes();
         let mut headers = serde_json::Map::new();
         for (name, value) in &parts.headers {
@@ -143,7 +166,10 @@ impl LocalGateway {
         }
         let (text, b64) = match std::str::from_utf8(&body) {
             Ok(t) => (t.to_owned(), false),
-            Err(_) => (base64::engine::general_purpose::STANDARD.encode(&body), true),
+            Err(_) => (
+                base64::engine::general_purpose::STANDARD.encode(&body),
+                true,
+            ),
         };
         let now = chrono::Utc::now();
         let path = parts.uri.path();
@@ -179,4 +205,3 @@ where
 {
     Arc::new(move |req| Box::pin(f(req)))
 }
-

@@ -8,7 +8,8 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
     let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
     let mut resp = Response::new(Body::Text(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 

@@ -46,14 +46,20 @@ pub fn parse_batch(
     max_readings: usize,
 ) -> Result<Vec<Result<RawReading, String>>, BatchError> {
     if body.len() > max_body_bytes {
-        return Err(BatchError::TooLarge { got: body.len(), max: max_body_bytes });
+        return Err(BatchError::TooLarge {
+            got: body.len(),
+            max: max_body_bytes,
+        });
     }
     let env: Envelope = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => BatchError::WrongShape(e.to_string()),
         _ => BatchError::Malformed(e.to_string()),
     })?;
     if env.readings.len() > max_readings {
-        return Err(BatchError::TooMany { got: env.readings.len(), max: max_readings });
+        return Err(BatchError::TooMany {
+            got: env.readings.len(),
+            max: max_readings,
+        });
     }
     if env.readings.is_empty() {
         return Err(BatchError::Empty);
@@ -88,14 +94,29 @@ mod tests {
         assert!(matches!(parse("{"), Err(BatchError::Malformed(_))));
         assert!(matches!(parse("not json"), Err(BatchError::Malformed(_))));
         assert!(matches!(parse("[]"), Err(BatchError::WrongShape(_))));
-        assert!(matches!(parse(r#"{"readings": 5}"#), Err(BatchError::WrongShape(_))));
-        assert!(matches!(parse(r#"{"data": []}"#), Err(BatchError::WrongShape(_))));
-        assert!(matches!(parse(r#"{"readings": [], "x": 1}"#), Err(BatchError::WrongShape(_))));
+        assert!(matches!(
+            parse(r#"{"readings": 5}"#),
+            Err(BatchError::WrongShape(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"data": []}"#),
+            Err(BatchError::WrongShape(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"readings": [], "x": 1}"#),
+            Err(BatchError::WrongShape(_))
+        ));
         assert_eq!(parse(r#"{"readings": []}"#).unwrap_err(), BatchError::Empty);
-        assert_eq!(parse(r#"{"readings": [1,2,3,4]}"#).unwrap_err(), BatchError::TooMany { got: 4, max: 3 });
+        assert_eq!(
+            parse(r#"{"readings": [1,2,3,4]}"#).unwrap_err(),
+            BatchError::TooMany { got: 4, max: 3 }
+        );
         let big = format!(r#"{{"readings": ["{}"]}}"#, "x".repeat(2000));
         assert!(matches!(parse(&big), Err(BatchError::TooLarge { .. })));
-        assert!(matches!(parse_batch(&[0xff, 0xfe], 10, 1), Err(BatchError::Malformed(_))));
+        assert!(matches!(
+            parse_batch(&[0xff, 0xfe], 10, 1),
+            Err(BatchError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -109,8 +130,19 @@ mod tests {
         )
         .unwrap();
         assert!(out[0].is_ok());
-        assert!(out[1].as_ref().unwrap_err().contains("missing field `attribute`"), "{:?}", out[1]);
-        assert!(!out[1].as_ref().unwrap_err().contains("line"), "{:?}", out[1]);
+        assert!(
+            out[1]
+                .as_ref()
+                .unwrap_err()
+                .contains("missing field `attribute`"),
+            "{:?}",
+            out[1]
+        );
+        assert!(
+            !out[1].as_ref().unwrap_err().contains("line"),
+            "{:?}",
+            out[1]
+        );
         assert!(out[2].is_err());
     }
 }

@@ -17,7 +17,10 @@ pub async fn handle(svc: &IngestService, req: Request) -> Response<Body> {
 
 async fn accept(svc: &IngestService, req: Request) -> Result<Response<Body>, ApiError> {
     if req.uri().path() != PATH {
-        return Err(ApiError::not_found(format!("no route {}; readings go to POST {PATH}", req.uri().path())));
+        return Err(ApiError::not_found(format!(
+            "no route {}; readings go to POST {PATH}",
+            req.uri().path()
+        )));
     }
     if req.method() != Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
@@ -30,13 +33,19 @@ async fn accept(svc: &IngestService, req: Request) -> Result<Response<Body>, Api
     };
     let cfg = svc.config();
     let readings = parse_batch(body, cfg.max_body_bytes, cfg.max_readings)?;
-    let batch = TenantBatch { tenant, readings, default_ts: chrono::Utc::now() };
+    let batch = TenantBatch {
+        tenant,
+        readings,
+        default_ts: chrono::Utc::now(),
+    };
     let outcome = svc.ingest(vec![batch]).await.map_err(|e| {
         tracing::error!(error = %e, %tenant, "ingest failed");
         ApiError::unavailable("the database is unavailable; nothing was stored, retry the request")
     })?;
     match outcome.into_iter().next().flatten() {
         Some(o) => Ok(json(StatusCode::ACCEPTED, &o)),
-        None => Err(ApiError::unauthorized(format!("tenant {tenant} does not exist or is inactive"))),
+        None => Err(ApiError::unauthorized(format!(
+            "tenant {tenant} does not exist or is inactive"
+        ))),
     }
 }

@@ -10,7 +10,10 @@ use crate::IngestService;
 
 pub async fn handle(svc: &IngestService, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let payload = event.payload;
-    let source = payload.get("eventSource").and_then(Value::as_str).unwrap_or_default();
+    let source = payload
+        .get("eventSource")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if source == "aws:kafka" || source == "SelfManagedKafka" {
         let kafka: KafkaEvent = serde_json::from_value(payload)?;
         let report = crate::msk::handle(svc, kafka).await?;
@@ -19,5 +22,7 @@ pub async fn handle(svc: &IngestService, event: LambdaEvent<Value>) -> Result<Va
     }
     let request: lambda_http::request::LambdaRequest = serde_json::from_value(payload)?;
     let response = crate::http::handle(svc, request.into()).await;
-    Ok(serde_json::to_value(atlas_http::to_apigw_response(response))?)
+    Ok(serde_json::to_value(atlas_http::to_apigw_response(
+        response,
+    ))?)
 }

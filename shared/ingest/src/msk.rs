@@ -29,17 +29,31 @@ pub struct Report {
 
 pub async fn handle(svc: &IngestService, event: KafkaEvent) -> Result<Report, StoreError> {
     let mut records: Vec<&KafkaRecord> = event.records.values().flatten().collect();
-    records.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    records
+        .sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
     let cfg = svc.config();
-    let mut report = Report { records: records.len(), ..Report::default() };
+    let mut report = Report {
+        records: records.len(),
+        ..Report::default()
+    };
     let mut batches = Vec::new();
     let mut origins = Vec::new();
     for rec in records {
-        let at = format!("{}-{}@{}", rec.topic.as_deref().unwrap_or("?"), rec.partition, rec.offset);
+        let at = format!(
+            "{}-{}@{}",
+            rec.topic.as_deref().unwrap_or("?"),
+            rec.partition,
+            rec.offset
+        );
         let parsed = record_tenant(rec).and_then(|tenant| {
             let body = decode(rec.value.as_deref())?;
-            let readings = parse_batch(&body, cfg.max_body_bytes, cfg.max_readings).map_err(|e| e.to_string())?;
-            Ok(TenantBatch { tenant, readings, default_ts: rec.timestamp.0 })
+            let readings = parse_batch(&body, cfg.max_body_bytes, cfg.max_readings)
+                .map_err(|e| e.to_string())?;
+            Ok(TenantBatch {
+                tenant,
+                readings,
+                default_ts: rec.timestamp.0,
+            })
         });
         match parsed {
             Ok(b) => {
@@ -78,10 +92,13 @@ fn record_tenant(rec: &KafkaRecord) -> Result<TenantId, String> {
         None => String::from_utf8(decode(rec.key.as_deref())?)
             .map_err(|_| "record key is not UTF-8".to_owned())?,
     };
-    TenantId::parse(&raw).map_err(|e| format!("no valid tenant in the tenant_id header or key: {e}"))
+    TenantId::parse(&raw)
+        .map_err(|e| format!("no valid tenant in the tenant_id header or key: {e}"))
 }
 
 fn decode(b64: Option<&str>) -> Result<Vec<u8>, String> {
     let b64 = b64.ok_or("record has no value")?;
-    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("record is not base64: {e}"))
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("record is not base64: {e}"))
 }

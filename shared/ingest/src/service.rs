@@ -46,7 +46,11 @@ impl IngestService {
     /// from the transaction and Row-Level Security guards the catalog.
     pub fn new(pool: Pool, config: IngestConfig) -> Self {
         let catalog = Catalog::new(pool.clone(), config.catalog_ttl);
-        Self { pool, catalog, config }
+        Self {
+            pool,
+            catalog,
+            config,
+        }
     }
 
     /// `DATABASE_URL` (acting as `atlas_app`) plus `IngestConfig::from_env`.
@@ -62,13 +66,20 @@ impl IngestService {
     /// Types and stages several tenants' batches in one transaction: they
     /// commit together or not at all. `None` marks a batch whose tenant does
     /// not exist or is inactive; nothing of it is staged.
-    pub async fn ingest(&self, batches: Vec<TenantBatch>) -> Result<Vec<Option<Outcome>>, StoreError> {
+    pub async fn ingest(
+        &self,
+        batches: Vec<TenantBatch>,
+    ) -> Result<Vec<Option<Outcome>>, StoreError> {
         let now = Utc::now();
         let mut plans = Vec::with_capacity(batches.len());
         for batch in batches {
             plans.push(self.plan(batch, now).await?);
         }
-        if plans.iter().flatten().all(|p| p.pending.is_empty() && p.typed.is_empty()) {
+        if plans
+            .iter()
+            .flatten()
+            .all(|p| p.pending.is_empty() && p.typed.is_empty())
+        {
             return Ok(plans.into_iter().map(|p| p.map(Plan::outcome)).collect());
         }
 
@@ -78,8 +89,11 @@ impl IngestService {
         for plan in plans.iter_mut().flatten() {
             registered |= plan.register_pending(&tx).await?;
         }
-        let groups: Vec<(TenantId, &[TypedReading])> =
-            plans.iter().flatten().map(|p| (p.tenant, p.typed.as_slice())).collect();
+        let groups: Vec<(TenantId, &[TypedReading])> = plans
+            .iter()
+            .flatten()
+            .map(|p| (p.tenant, p.typed.as_slice()))
+            .collect();
         stage(&tx, &groups).await?;
         tx.commit().await?;
         if registered {
@@ -93,7 +107,11 @@ impl IngestService {
     /// Checks everything that needs no write: envelope, window, catalog
     /// lookup and value type. Unknown attributes of a tenant that allows
     /// auto-registration are left pending for the transaction.
-    async fn plan(&self, batch: TenantBatch, now: DateTime<Utc>) -> Result<Option<Plan>, StoreError> {
+    async fn plan(
+        &self,
+        batch: TenantBatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Plan>, StoreError> {
         let Some(mut catalog) = self.catalog.get(batch.tenant).await? else {
             return Ok(None);
         };
@@ -103,15 +121,23 @@ impl IngestService {
             .into_iter()
             .map(|r| {
                 let raw = r.map_err(RejectReason::Malformed)?;
-                let (entity, etype, attr, ts) = raw.parse_envelope(batch.default_ts, now, window)?;
+                let (entity, etype, attr, ts) =
+                    raw.parse_envelope(batch.default_ts, now, window)?;
                 Ok((entity, etype, attr, ts, raw.value))
             })
             .collect();
         let unknown = |c: &TenantCatalog| {
-            parsed.iter().flatten().any(|(_, _, a, _, _)| !c.attributes.contains_key(a.as_str()))
+            parsed
+                .iter()
+                .flatten()
+                .any(|(_, _, a, _, _)| !c.attributes.contains_key(a.as_str()))
         };
         if unknown(&catalog) {
-            match self.catalog.reload_if_older(batch.tenant, UNKNOWN_RELOAD_EVERY).await? {
+            match self
+                .catalog
+                .reload_if_older(batch.tenant, UNKNOWN_RELOAD_EVERY)
+                .await?
+            {
                 Some(fresh) => catalog = fresh,
                 None => return Ok(None),
             }
@@ -127,16 +153,35 @@ impl IngestService {
         for (index, p) in parsed.into_iter().enumerate() {
             match p {
                 Err(reason) => plan.reject(index, reason),
-                Ok((entity, etype, attr, ts, value)) => match plan.catalog.attributes.get(attr.as_str()) {
-                    Some(def) => {
-                        match TypedReading::new(entity, etype, def.id, &attr, def.data_type, &value, ts) {
-                            Ok(t) => plan.typed.push(t),
-                            Err(reason) => plan.reject(index, reason),
+                Ok((entity, etype, attr, ts, value)) => {
+                    match plan.catalog.attributes.get(attr.as_str()) {
+                        Some(def) => {
+                            match TypedReading::new(
+                                entity,
+                                etype,
+                                def.id,
+                                &attr,
+                                def.data_type,
+                                &value,
+                                ts,
+                            ) {
+                                Ok(t) => plan.typed.push(t),
+                                Err(reason) => plan.reject(index, reason),
+                            }
+                        }
+                        None if plan.catalog.auto_register => plan.pending.push(Pending {
+                            index,
+                            entity,
+                            etype,
+                            attr,
+                            ts,
+                            value,
+                        }),
+                        None => {
+                            plan.reject(index, RejectReason::UnknownAttribute(attr.to_string()))
                         }
                     }
-                    None if plan.catalog.auto_register => plan.pending.push(Pending { index, entity, etype, attr, ts, value }),
-                    None => plan.reject(index, RejectReason::UnknownAttribute(attr.to_string())),
-                },
+                }
             }
         }
         Ok(Some(plan))
@@ -162,7 +207,10 @@ struct Plan {
 
 impl Plan {
     fn reject(&mut self, index: usize, reason: RejectReason) {
-        self.rejected.push(Rejection { index, reason: reason.to_string() });
+        self.rejected.push(Rejection {
+            index,
+            reason: reason.to_string(),
+        });
     }
 
     /// Registers each new attribute once, typed by its first value, then
@@ -190,7 +238,15 @@ impl Plan {
                     d
                 }
             };
-            match TypedReading::new(p.entity, p.etype, def.id, &p.attr, def.data_type, &p.value, p.ts) {
+            match TypedReading::new(
+                p.entity,
+                p.etype,
+                def.id,
+                &p.attr,
+                def.data_type,
+                &p.value,
+                p.ts,
+            ) {
                 Ok(t) => self.typed.push(t),
                 Err(reason) => self.reject(p.index, reason),
             }
@@ -200,6 +256,9 @@ impl Plan {
 
     fn outcome(mut self) -> Outcome {
         self.rejected.sort_by_key(|r| r.index);
-        Outcome { accepted: self.typed.len(), rejected: self.rejected }
+        Outcome {
+            accepted: self.typed.len(),
+            rejected: self.rejected,
+        }
     }
 }

@@ -13,14 +13,14 @@ mod staging;
 mod tenant;
 
 pub use catalog::{AttributeDef, Catalog, TenantCatalog};
+pub use deadpool_postgres::Transaction;
 pub use error::StoreError;
 pub use migrate::{ensure_partitions, migrate};
 pub use pool::{DbConfig, DbRole, Pool, with_database};
 pub use provision::{ensure_attribute, ensure_tenant};
 pub use staging::stage;
-pub use deadpool_postgres::Transaction;
-pub use tokio_postgres::GenericClient;
 pub use tenant::begin_tenant;
+pub use tokio_postgres::GenericClient;
 
 /// The accept window from `ATLAS_ACCEPT_PAST_SECS` (default 30 days) and
 /// `ATLAS_ACCEPT_FUTURE_SECS` (default 1 hour). Ingest and the flusher read

@@ -1,5 +1,4 @@
 use atlas_core::AcceptWindow;
-use tokio_postgres::NoTls;
 
 use crate::StoreError;
 
@@ -11,14 +10,9 @@ mod embedded {
 /// second run does nothing) and makes sure the time-series partitions for
 /// the accept window exist. Runs as the URL's login, which becomes owner.
 pub async fn migrate(url: &str, window: &AcceptWindow) -> Result<usize, StoreError> {
-    let (mut client, conn) = tokio_postgres::connect(url, NoTls).await?;
-    let driver = tokio::spawn(conn);
-    let report = embedded::migrations::runner()
-        .run_async(&mut client)
-        .await?;
+    let mut client = crate::pool::connect(url).await?;
+    let report = embedded::migrations::runner().run_async(&mut client).await?;
     ensure_partitions(&client, window).await?;
-    drop(client);
-    let _ = driver.await;
     Ok(report.applied_migrations().len())
 }
 

@@ -1,7 +1,11 @@
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::StoreError;
 
@@ -10,7 +14,7 @@ pub type Pool = deadpool_postgres::Pool;
 /// Which database role a pool acts as. Locally one login (often a superuser)
 /// serves all; the pool then switches to the role at connect time so that
 /// Row-Level Security applies exactly as it does in the cloud, where each
-/// function logs in as its own role.
+/// function logs in as a member of its role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbRole {
     /// Connect as the URL's user, unchanged (migrations, admin).
@@ -36,45 +40,108 @@ pub struct DbConfig {
     pub url: String,
     pub role: DbRole,
     pub max_connections: usize,
+    /// Extra CA certificates (PEM), e.g. Amazon RDS's bundle, which the
+    /// public web roots do not contain.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl DbConfig {
     pub fn new(url: impl Into<String>, role: DbRole) -> Self {
-        Self {
-            url: url.into(),
-            role,
-            max_connections: 8,
-        }
+        Self { url: url.into(), role, max_connections: 8, ca_bundle: None }
     }
 
-    /// `DATABASE_URL` and `ATLAS_DB_POOL_SIZE` (default 8).
+    /// `DATABASE_URL`, `ATLAS_DB_POOL_SIZE` (default 8) and
+    /// `ATLAS_DB_CA_BUNDLE` (a PEM file).
     pub fn from_env(role: DbRole) -> Result<Self, atlas_cloud::config::ConfigError> {
         use atlas_cloud::config::{parsed, required};
         let mut cfg = Self::new(required("DATABASE_URL")?, role);
         cfg.max_connections = parsed("ATLAS_DB_POOL_SIZE", cfg.max_connections)?;
+        cfg.ca_bundle = std::env::var_os("ATLAS_DB_CA_BUNDLE").filter(|v| !v.is_empty()).map(PathBuf::from);
         Ok(cfg)
     }
 
     /// Builds the pool without connecting: Lambda init stays fast and a
     /// database outage surfaces per request, not as a crash loop.
     pub fn pool(&self) -> Result<Pool, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| StoreError::Url(e.to_string()))?;
+        let mut pg = parse_url(&self.url)?;
         if let Some(role) = self.role.name() {
             pg.options(format!("-c role={role}"));
         }
-        if pg.get_application_name().is_none() {
-            pg.application_name("atlas");
-        }
-        let mgr = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let mc = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let mgr = match tls_for(&pg, self.ca_bundle.as_deref())? {
+            Some(tls) => Manager::from_config(pg, tls, mc),
+            None => Manager::from_config(pg, NoTls, mc),
+        };
         Ok(Pool::builder(mgr).max_size(self.max_connections).build()?)
     }
+}
+
+/// One connection as the URL's login, with the same TLS rules as the pools.
+pub(crate) async fn connect(url: &str) -> Result<Client, StoreError> {
+    let pg = parse_url(url)?;
+    let ca = std::env::var_os("ATLAS_DB_CA_BUNDLE").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let client = match tls_for(&pg, ca.as_deref())? {
+        Some(tls) => {
+            let (client, conn) = pg.connect(tls).await?;
+            tokio::spawn(conn);
+            client
+        }
+        None => {
+            let (client, conn) = pg.connect(NoTls).await?;
+            tokio::spawn(conn);
+            client
+        }
+    };
+    Ok(client)
+}
+
+fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
+    if pg.get_application_name().is_none() {
+        pg.application_name("atlas");
+    }
+    Ok(pg)
+}
+
+/// TLS for every host off this machine, verified against the web roots
+/// plus `ca_bundle`; plain TCP on loopback and Unix sockets, where the
+/// local server's self-signed certificate would fail verification anyway.
+/// `sslmode=disable` turns TLS off explicitly.
+fn tls_for(pg: &tokio_postgres::Config, ca_bundle: Option<&Path>) -> Result<Option<MakeRustlsConnect>, StoreError> {
+    let local = pg.get_hosts().iter().all(|h| match h {
+        Host::Tcp(name) => is_loopback(name),
+        Host::Unix(_) => true,
+    });
+    if local || pg.get_ssl_mode() == SslMode::Disable {
+        if !local {
+            tracing::warn!("sslmode=disable: connecting to a remote database without TLS");
+        }
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = ca_bundle {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| StoreError::Url(format!("CA bundle {}: {e}", path.display())))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(StoreError::Url(format!("CA bundle {} holds no certificate", path.display())));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Url(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
 
 /// `url` with its database name replaced; for tools that create databases.
@@ -89,9 +156,29 @@ pub fn with_database(url: &str, db: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn with_database_swaps_only_the_name() {
-        assert_eq!(super::with_database("postgres://u@h:1/a", "b"), "postgres://u@h:1/b");
-        assert_eq!(super::with_database("postgres://u@h/a?sslmode=require", "b"), "postgres://u@h/b?sslmode=require");
+        assert_eq!(with_database("postgres://u@h:1/a", "b"), "postgres://u@h:1/b");
+        assert_eq!(with_database("postgres://u@h/a?sslmode=require", "b"), "postgres://u@h/b?sslmode=require");
+    }
+
+    #[test]
+    fn tls_is_used_for_every_remote_host() {
+        let tls = |url: &str| tls_for(&parse_url(url).unwrap(), None).unwrap().is_some();
+        assert!(tls("postgres://u@db.example.com/atlas"));
+        assert!(tls("postgres://u@10.0.0.5:5432/atlas?sslmode=require"));
+        assert!(!tls("postgres://u@127.0.0.1/atlas"));
+        assert!(!tls("postgres://u@localhost/atlas"));
+        assert!(!tls("host=/var/run/postgresql user=u dbname=atlas"));
+        assert!(!tls("postgres://u@db.example.com/atlas?sslmode=disable"));
+    }
+
+    #[test]
+    fn a_bad_ca_bundle_is_a_clear_error() {
+        let pg = parse_url("postgres://u@db.example.com/atlas").unwrap();
+        let err = tls_for(&pg, Some(Path::new("/nonexistent/rds-ca.pem"))).err().unwrap();
+        assert!(err.to_string().contains("/nonexistent/rds-ca.pem"), "{err}");
     }
 }

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Consistency checks between infra/ and the code, run by .ci/run.
+
+Terraform cannot init here (no provider downloads), so `validate` and
+`plan` are out of reach; these checks catch the drift they would not
+anyway: a function without a Lambda, a setting the code never reads, a
+tfvars key that is not a variable, a route the handler does not serve.
+"""
+import glob
+import json
+import os
+import re
+import sys
+
+import hcl2
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INFRA = os.path.join(ROOT, "infra")
+errors = []
+
+
+def unquote(s):
+    return s[1:-1] if isinstance(s, str) and len(s) >= 2 and s[0] == s[-1] == '"' else s
+
+
+def load(path):
+    with open(path) as f:
+        return hcl2.load(f)
+
+
+tf = {os.path.basename(p): load(p) for p in sorted(glob.glob(os.path.join(INFRA, "*.tf")))}
+blocks = lambda kind: [b for d in tf.values() for b in d.get(kind, [])]
+
+# 1. One Lambda per function crate, and no Lambda without a crate.
+crates = {}
+for cargo in glob.glob(os.path.join(ROOT, "functions", "*", "Cargo.toml")):
+    text = open(cargo).read()
+    bins = re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', text)
+    if len(bins) != 1:
+        errors.append(f"{cargo}: expected exactly one [[bin]] (cargo lambda packages one bootstrap per function)")
+    crates.update({b: cargo for b in bins})
+local_blocks = blocks("locals")
+functions = {}
+for l in local_blocks:
+    functions.update(l.get("functions", {}))
+if set(functions) != set(crates):
+    errors.append(f"Lambda functions {sorted(functions)} differ from function crates {sorted(crates)}")
+
+# 2. Every setting Terraform passes is read by the code.
+code = ""
+for p in glob.glob(os.path.join(ROOT, "shared", "**", "*.rs"), recursive=True):
+    code += open(p).read()
+env = {}
+for l in local_blocks:
+    env.update(l.get("common_env", {}))
+for f in functions.values():
+    env.update(f.get("env", {}))
+for name in env:
+    if name != "RUST_LOG" and f'"{name}"' not in code:
+        errors.append(f"Terraform sets {name}, which no code reads")
+
+# 3. Every ATLAS_* setting the code reads is documented in the README.
+readme = open(os.path.join(ROOT, "README.md")).read()
+for name in sorted(set(re.findall(r'"(ATLAS_[A-Z0-9_]+)"', code))):
+    if name not in readme:
+        errors.append(f"{name} is read by the code but not documented in README.md")
+
+# 4. tfvars only set declared variables and set every required one.
+declared = {}
+for v in blocks("variable"):
+    for k, body in v.items():
+        declared[unquote(k)] = "default" in body
+for path in sorted(glob.glob(os.path.join(INFRA, "environments", "*.tfvars"))):
+    values = load(path)
+    for k in values:
+        if k not in declared:
+            errors.append(f"{path}: {k} is not a declared variable")
+    for k, has_default in declared.items():
+        if not has_default and k not in values and k != "database_url":
+            errors.append(f"{path}: required variable {k} is not set")
+
+# 5. API routes are served by the handlers.
+routes = []
+for r in blocks("resource"):
+    for kind, named in r.items():
+        if unquote(kind) == "aws_apigatewayv2_route":
+            for body in named.values():
+                routes.append(unquote(body["route_key"]))
+ingest_path = re.search(r'pub const PATH: &str = "([^"]+)"', open(os.path.join(ROOT, "shared/ingest/src/http.rs")).read())
+if f"POST {ingest_path.group(1)}" not in routes:
+    errors.append(f"no API Gateway route for POST {ingest_path.group(1)}; routes: {routes}")
+
+# 6. Sample events are valid JSON.
+for p in glob.glob(os.path.join(ROOT, "events", "*.json")):
+    try:
+        json.load(open(p))
+    except ValueError as e:
+        errors.append(f"{p}: {e}")
+
+if errors:
+    print("infra check failed:")
+    for e in errors:
+        print(f"  - {e}")
+    sys.exit(1)
+print(f"infra check: {len(functions)} functions, {len(env)} settings, {len(routes)} routes, "
+      f"{len(glob.glob(os.path.join(INFRA, 'environments', '*.tfvars')))} environments consistent")

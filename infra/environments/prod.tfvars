@@ -1,0 +1,9 @@
+environment        = "prod"
+region             = "us-east-1"
+subnet_ids         = ["subnet-replace-me-a", "subnet-replace-me-b"]
+security_group_ids = ["sg-replace-me"]
+jwt_issuer         = "https://auth.example.com/"
+jwt_audience       = ["atlas-prod"]
+msk_cluster_arn    = "arn:aws:kafka:us-east-1:123456789012:cluster/atlas-prod/replace-me"
+msk_batch_size     = 1000
+log_retention_days = 90

@@ -1,0 +1,97 @@
+locals {
+  name = "atlas-${var.environment}"
+  tags = {
+    Project     = "atlas"
+    Environment = var.environment
+    ManagedBy   = "terraform"
+  }
+
+  # Settings every function reads; see README "Configuration".
+  common_env = {
+    DATABASE_URL             = var.database_url
+    ATLAS_DB_CA_BUNDLE       = var.db_ca_bundle_path
+    ATLAS_ACCEPT_PAST_SECS   = "2592000"
+    ATLAS_ACCEPT_FUTURE_SECS = "3600"
+    RUST_LOG                 = "info"
+  }
+
+  functions = {
+    ingest = {
+      description = "Authenticates, types and stages telemetry (API Gateway + MSK)."
+      memory      = 1024
+      timeout     = 30
+      env = {
+        ATLAS_MAX_BODY_BYTES = tostring(var.max_body_bytes)
+        ATLAS_MAX_READINGS   = tostring(var.max_readings)
+        ATLAS_CATALOG_TTL_MS = "5000"
+      }
+    }
+    flusher = {
+      description = "Moves staging into entity_values_ts and entity_jsonb, every minute."
+      memory      = 512
+      timeout     = 70
+      env = {
+        ATLAS_FLUSH_BATCH          = tostring(var.flush_batch)
+        ATLAS_FLUSH_INTERVAL_MS    = tostring(var.flush_interval_ms)
+        ATLAS_FLUSH_STOP_MARGIN_MS = "3000"
+      }
+    }
+  }
+}
+
+data "aws_iam_policy_document" "assume_lambda" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  for_each           = local.functions
+  name               = "${local.name}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+}
+
+resource "aws_iam_role_policy_attachment" "vpc_access" {
+  for_each   = local.functions
+  role       = aws_iam_role.function[each.key].name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
+resource "aws_cloudwatch_log_group" "function" {
+  for_each          = local.functions
+  name              = "/aws/lambda/${local.name}-${each.key}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_lambda_function" "function" {
+  for_each         = local.functions
+  function_name    = "${local.name}-${each.key}"
+  description      = each.value.description
+  role             = aws_iam_role.function[each.key].arn
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "bootstrap"
+  filename         = "${var.artifacts_dir}/${each.key}/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.artifacts_dir}/${each.key}/bootstrap.zip")
+  memory_size      = each.value.memory
+  timeout          = each.value.timeout
+
+  environment {
+    variables = merge(local.common_env, each.value.env)
+  }
+
+  vpc_config {
+    subnet_ids         = var.subnet_ids
+    security_group_ids = var.security_group_ids
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  depends_on = [aws_cloudwatch_log_group.function]
+}

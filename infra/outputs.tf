@@ -1,0 +1,9 @@
+output "api_endpoint" {
+  description = "Base URL of the HTTP API."
+  value       = aws_apigatewayv2_api.http.api_endpoint
+}
+
+output "function_names" {
+  description = "Lambda function names by role."
+  value       = { for k, f in aws_lambda_function.function : k => f.function_name }
+}

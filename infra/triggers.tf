@@ -1,0 +1,53 @@
+# The flusher runs every minute and loops inside each invocation until
+# shortly before its deadline; two overlapping runs are safe (SKIP LOCKED).
+resource "aws_cloudwatch_event_rule" "flusher" {
+  name                = "${local.name}-flusher"
+  schedule_expression = "rate(1 minute)"
+}
+
+resource "aws_cloudwatch_event_target" "flusher" {
+  rule = aws_cloudwatch_event_rule.flusher.name
+  arn  = aws_lambda_function.function["flusher"].arn
+}
+
+resource "aws_lambda_permission" "events_flusher" {
+  statement_id  = "AllowEventBridge"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.function["flusher"].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.flusher.arn
+}
+
+# Raw telemetry from MSK into the same ingest function.
+resource "aws_lambda_event_source_mapping" "raw_telemetry" {
+  count             = var.msk_cluster_arn == "" ? 0 : 1
+  event_source_arn  = var.msk_cluster_arn
+  function_name     = aws_lambda_function.function["ingest"].arn
+  topics            = [var.raw_telemetry_topic]
+  starting_position = "TRIM_HORIZON"
+  batch_size        = var.msk_batch_size
+}
+
+data "aws_iam_policy_document" "msk_read" {
+  count = var.msk_cluster_arn == "" ? 0 : 1
+  statement {
+    actions = [
+      "kafka:DescribeCluster",
+      "kafka:DescribeClusterV2",
+      "kafka:GetBootstrapBrokers",
+      "kafka-cluster:Connect",
+      "kafka-cluster:DescribeGroup",
+      "kafka-cluster:AlterGroup",
+      "kafka-cluster:DescribeTopic",
+      "kafka-cluster:ReadData",
+    ]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "ingest_msk" {
+  count  = var.msk_cluster_arn == "" ? 0 : 1
+  name   = "msk-read"
+  role   = aws_iam_role.function["ingest"].id
+  policy = data.aws_iam_policy_document.msk_read[0].json
+}

@@ -1,0 +1,100 @@
+variable "environment" {
+  description = "Deployment environment: dev, staging or prod."
+  type        = string
+  validation {
+    condition     = contains(["dev", "staging", "prod"], var.environment)
+    error_message = "environment must be dev, staging or prod."
+  }
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "artifacts_dir" {
+  description = "Where `cargo lambda build --release --arm64 --output-format zip` put the functions (target/lambda)."
+  type        = string
+  default     = "../target/lambda"
+}
+
+variable "database_url" {
+  description = "PostgreSQL URL for the functions (an RDS Proxy endpoint; TLS is used for every non-local host)."
+  type        = string
+  sensitive   = true
+}
+
+variable "db_ca_bundle_path" {
+  description = "Path inside the function package of the RDS CA bundle (PEM); empty for the public web roots only."
+  type        = string
+  default     = ""
+}
+
+variable "subnet_ids" {
+  description = "Private subnets the functions run in (they reach RDS and MSK there)."
+  type        = list(string)
+}
+
+variable "security_group_ids" {
+  description = "Security groups for the functions."
+  type        = list(string)
+}
+
+variable "jwt_issuer" {
+  description = "Issuer URL of the identity provider whose JWTs carry the tenant_id claim."
+  type        = string
+}
+
+variable "jwt_audience" {
+  description = "Accepted audiences of those JWTs."
+  type        = list(string)
+}
+
+variable "msk_cluster_arn" {
+  description = "MSK cluster with the raw telemetry topic; empty to deploy without the MSK trigger."
+  type        = string
+  default     = ""
+}
+
+variable "raw_telemetry_topic" {
+  description = "Topic of raw readings; each record value is {\"readings\": [...]} and its tenant_id header names the tenant."
+  type        = string
+  default     = "atlas.raw-telemetry"
+}
+
+variable "msk_batch_size" {
+  description = "Records per ingest invocation from MSK (Lambda allows up to 10,000)."
+  type        = number
+  default     = 500
+}
+
+variable "max_body_bytes" {
+  description = "ATLAS_MAX_BODY_BYTES: largest accepted request body."
+  type        = number
+  default     = 5242880
+}
+
+variable "max_readings" {
+  description = "ATLAS_MAX_READINGS: most readings per request or MSK record."
+  type        = number
+  default     = 10000
+}
+
+variable "flush_batch" {
+  description = "ATLAS_FLUSH_BATCH: staging rows per flush transaction."
+  type        = number
+  default     = 20000
+}
+
+variable "flush_interval_ms" {
+  description = "ATLAS_FLUSH_INTERVAL_MS: pause when staging is empty (100-1000)."
+  type        = number
+  default     = 250
+}
+
+variable "log_retention_days" {
+  description = "CloudWatch Logs retention."
+  type        = number
+  default     = 30
+}

@@ -1,0 +1,258 @@
+//! Black-box: the `atlas` binary as a user runs it. `atlas dev` is started
+//! as a child process and spoken to over HTTP with a token from
+//! `atlas token`, exactly as the README shows.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use atlas_tests::{TestDb, count};
+use serde_json::{Value, json};
+
+fn atlas_bin() -> PathBuf {
+    // target/<profile>/deps/dev-<hash> → target/<profile>/atlas
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("atlas");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins`",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Dev {
+    child: Child,
+    url: String,
+}
+
+impl Dev {
+    /// Starts `atlas dev` and waits for its "running" line.
+    fn start(args: &[&str], data_dir: &std::path::Path) -> Dev {
+        let port = free_port();
+        let mut child = Command::new(atlas_bin())
+            .arg("dev")
+            .args(["--port", &port.to_string(), "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn atlas dev");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("Atlas is running") => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("atlas dev did not come up: {e}");
+                }
+            }
+        }
+        Dev {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Ctrl-C, as a user would, and the exit status.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "atlas dev did not stop on Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(tenant: i64, data_dir: &std::path::Path) -> String {
+    let out = Command::new(atlas_bin())
+        .args(["token", "--tenant", &tenant.to_string(), "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("atlas token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "atlas-dev-test-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn post(url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}/v1/telemetry"))
+        .json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+async fn wait_for(mut check: impl AsyncFnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn atlas_dev_serves_the_write_path_on_a_given_database() {
+    let db = TestDb::new().await;
+    let dir = temp_dir();
+    let dev = Dev::start(&["--database-url", &db.url], &dir);
+    let owner = db.owner().await;
+    assert_eq!(
+        count(
+            &owner,
+            "SELECT count(*) FROM tenants WHERE tenant_id IN (1, 2, 3)"
+        )
+        .await,
+        3,
+        "demo tenants"
+    );
+    assert_eq!(
+        count(
+            &owner,
+            "SELECT count(*) FROM attributes WHERE tenant_id = 1"
+        )
+        .await,
+        9,
+        "demo catalog"
+    );
+
+    let body = json!({"readings": [
+        {"entity_id": 42, "attribute": "temperature", "value": 21.5},
+        {"entity_id": 42, "attribute": "region", "value": "eu-west-1"},
+        {"entity_id": 42, "attribute": "nope", "value": 1},
+    ]});
+    let (status, out) = post(&dev.url, None, &body).await;
+    assert_eq!(
+        (status, out["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{out}"
+    );
+    let (status, _) = post(&dev.url, Some("not-a-jwt"), &body).await;
+    assert_eq!(status, 401);
+
+    let t = token(2, &dir);
+    let (status, out) = post(&dev.url, Some(&t), &body).await;
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(out["accepted"], 2);
+    assert_eq!(out["rejected"][0]["index"], 2);
+
+    // The flusher runs on its own timer.
+    wait_for(
+        async || {
+            count(
+                &owner,
+                "SELECT count(*) FROM entity_values_ts WHERE tenant_id = 2",
+            )
+            .await
+                == 2
+        },
+        "the flusher",
+    )
+    .await;
+    let hot: Value = owner
+        .query_one(
+            "SELECT hot_attrs FROM entity_jsonb WHERE tenant_id = 2 AND entity_id = 42",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(hot, json!({"temperature": 21.5, "region": "eu-west-1"}));
+    assert!(dev.interrupt().success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn atlas_dev_without_a_database_runs_its_own_cluster() {
+    let dir = temp_dir();
+    let pg_port = free_port();
+    let dev = Dev::start(&["--pg-port", &pg_port.to_string()], &dir);
+    let t = token(1, &dir);
+    let (status, out) = post(
+        &dev.url,
+        Some(&t),
+        &json!({"readings": [
+            {"entity_id": 1, "attribute": "status", "value": "online"}
+        ]}),
+    )
+    .await;
+    assert_eq!((status, out["accepted"].as_u64()), (202, Some(1)), "{out}");
+
+    let url = format!("postgres://postgres@127.0.0.1:{pg_port}/atlas");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("the private cluster");
+    tokio::spawn(conn);
+    wait_for(
+        async || count(&client, "SELECT count(*) FROM entity_values_ts").await == 1,
+        "the flusher",
+    )
+    .await;
+    drop(client);
+    assert!(dev.interrupt().success());
+    assert!(
+        tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .is_err(),
+        "the private cluster stops with atlas dev"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
