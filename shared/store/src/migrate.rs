@@ -11,7 +11,9 @@ mod embedded {
 /// the accept window exist. Runs as the URL's login, which becomes owner.
 pub async fn migrate(url: &str, window: &AcceptWindow) -> Result<usize, StoreError> {
     let mut client = crate::pool::connect(url).await?;
-    let report = embedded::migrations::runner().run_async(&mut client).await?;
+    let report = embedded::migrations::runner()
+        .run_async(&mut client)
+        .await?;
     ensure_partitions(&client, window).await?;
     Ok(report.applied_migrations().len())
 }

@@ -47,7 +47,12 @@ pub struct DbConfig {
 
 impl DbConfig {
     pub fn new(url: impl Into<String>, role: DbRole) -> Self {
-        Self { url: url.into(), role, max_connections: 8, ca_bundle: None }
+        Self {
+            url: url.into(),
+            role,
+            max_connections: 8,
+            ca_bundle: None,
+        }
     }
 
     /// `DATABASE_URL`, `ATLAS_DB_POOL_SIZE` (default 8) and
@@ -56,7 +61,9 @@ impl DbConfig {
         use atlas_cloud::config::{parsed, required};
         let mut cfg = Self::new(required("DATABASE_URL")?, role);
         cfg.max_connections = parsed("ATLAS_DB_POOL_SIZE", cfg.max_connections)?;
-        cfg.ca_bundle = std::env::var_os("ATLAS_DB_CA_BUNDLE").filter(|v| !v.is_empty()).map(PathBuf::from);
+        cfg.ca_bundle = std::env::var_os("ATLAS_DB_CA_BUNDLE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         Ok(cfg)
     }
 
@@ -67,7 +74,9 @@ impl DbConfig {
         if let Some(role) = self.role.name() {
             pg.options(format!("-c role={role}"));
         }
-        let mc = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let mc = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
         let mgr = match tls_for(&pg, self.ca_bundle.as_deref())? {
             Some(tls) => Manager::from_config(pg, tls, mc),
             None => Manager::from_config(pg, NoTls, mc),
@@ -79,7 +88,9 @@ impl DbConfig {
 /// One connection as the URL's login, with the same TLS rules as the pools.
 pub(crate) async fn connect(url: &str) -> Result<Client, StoreError> {
     let pg = parse_url(url)?;
-    let ca = std::env::var_os("ATLAS_DB_CA_BUNDLE").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let ca = std::env::var_os("ATLAS_DB_CA_BUNDLE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let client = match tls_for(&pg, ca.as_deref())? {
         Some(tls) => {
             let (client, conn) = pg.connect(tls).await?;
@@ -96,7 +107,8 @@ pub(crate) async fn connect(url: &str) -> Result<Client, StoreError> {
 }
 
 fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
-    let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
+    let mut pg =
+        tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
     if pg.get_application_name().is_none() {
         pg.application_name("atlas");
     }
@@ -107,7 +119,10 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
 /// plus `ca_bundle`; plain TCP on loopback and Unix sockets, where the
 /// local server's self-signed certificate would fail verification anyway.
 /// `sslmode=disable` turns TLS off explicitly.
-fn tls_for(pg: &tokio_postgres::Config, ca_bundle: Option<&Path>) -> Result<Option<MakeRustlsConnect>, StoreError> {
+fn tls_for(
+    pg: &tokio_postgres::Config,
+    ca_bundle: Option<&Path>,
+) -> Result<Option<MakeRustlsConnect>, StoreError> {
     let local = pg.get_hosts().iter().all(|h| match h {
         Host::Tcp(name) => is_loopback(name),
         Host::Unix(_) => true,
@@ -118,7 +133,9 @@ fn tls_for(pg: &tokio_postgres::Config, ca_bundle: Option<&Path>) -> Result<Opti
         }
         return Ok(None);
     }
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     if let Some(path) = ca_bundle {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
@@ -127,7 +144,10 @@ fn tls_for(pg: &tokio_postgres::Config, ca_bundle: Option<&Path>) -> Result<Opti
             .map_err(|e| StoreError::Url(format!("CA bundle {}: {e}", path.display())))?;
         let (added, _) = roots.add_parsable_certificates(certs);
         if added == 0 {
-            return Err(StoreError::Url(format!("CA bundle {} holds no certificate", path.display())));
+            return Err(StoreError::Url(format!(
+                "CA bundle {} holds no certificate",
+                path.display()
+            )));
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -141,12 +161,17 @@ fn tls_for(pg: &tokio_postgres::Config, ca_bundle: Option<&Path>) -> Result<Opti
 
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
-        || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 /// `url` with its database name replaced; for tools that create databases.
 pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
     match query {
         Some(q) => format!("{base}/{db}?{q}"),
@@ -160,8 +185,14 @@ mod tests {
 
     #[test]
     fn with_database_swaps_only_the_name() {
-        assert_eq!(with_database("postgres://u@h:1/a", "b"), "postgres://u@h:1/b");
-        assert_eq!(with_database("postgres://u@h/a?sslmode=require", "b"), "postgres://u@h/b?sslmode=require");
+        assert_eq!(
+            with_database("postgres://u@h:1/a", "b"),
+            "postgres://u@h:1/b"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/a?sslmode=require", "b"),
+            "postgres://u@h/b?sslmode=require"
+        );
     }
 
     #[test]
@@ -178,7 +209,9 @@ mod tests {
     #[test]
     fn a_bad_ca_bundle_is_a_clear_error() {
         let pg = parse_url("postgres://u@db.example.com/atlas").unwrap();
-        let err = tls_for(&pg, Some(Path::new("/nonexistent/rds-ca.pem"))).err().unwrap();
+        let err = tls_for(&pg, Some(Path::new("/nonexistent/rds-ca.pem")))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("/nonexistent/rds-ca.pem"), "{err}");
     }
 }
