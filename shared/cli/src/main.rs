@@ -75,8 +75,12 @@ struct IngestBench {
     writers: usize,
     #[arg(long, default_value_t = 2)]
     flushers: usize,
+    /// Readings per request.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Staging rows per flush transaction.
+    #[arg(long, default_value_t = 20_000)]
+    flush_batch: i64,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -143,6 +147,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 writers: b.writers,
                 flushers: b.flushers,
                 batch: b.batch,
+                flush_batch: b.flush_batch,
                 ..defaults
             };
             let report = atlas_bench::ingest::run(&opts).await?;

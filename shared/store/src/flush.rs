@@ -33,9 +33,10 @@ WITH moved AS (
     RETURNING 1
 ), ents AS (
     INSERT INTO entities (entity_id, tenant_id, entity_type)
-    SELECT DISTINCT ON (tenant_id, entity_id) entity_id, tenant_id, coalesce(entity_type, 'device')
+    SELECT entity_id, tenant_id, coalesce(max(entity_type), 'device')
     FROM moved
-    ORDER BY tenant_id, entity_id, entity_type NULLS LAST
+    GROUP BY tenant_id, entity_id
+    ORDER BY tenant_id, entity_id
     ON CONFLICT DO NOTHING
 ), latest AS (
     SELECT DISTINCT ON (m.tenant_id, m.entity_id, m.attribute_id)
@@ -181,6 +182,13 @@ async fn try_flush(pool: &Pool, limit: i64) -> Result<Batch, StoreError> {
 /// caller commits. Exposed so tests can kill a flusher mid-batch.
 pub async fn flush_in(tx: &Transaction<'_>, limit: i64) -> Result<Batch, StoreError> {
     let started = Instant::now();
+    // The batch need not wait for its WAL to reach disk: if the server
+    // crashes first, the whole transaction is lost, its staging deletes with
+    // it, and the rows (whose staging inserts were committed durably before
+    // the 202) are flushed again. WAL is replayed in order, so a later
+    // synchronous commit also makes this one durable.
+    let sync = tx.prepare_cached("SET LOCAL synchronous_commit = off").await?;
+    tx.execute(&sync, &[]).await?;
     let stmt = tx.prepare_cached(FLUSH_BATCH).await?;
     let row = tx.query_one(&stmt, &[&limit]).await?;
     Ok(Batch {
