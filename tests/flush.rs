@@ -342,3 +342,26 @@ async fn the_loop_stops_before_its_deadline_and_reports_each_batch() {
         }
     }
 }
+
+#[tokio::test]
+async fn max_run_caps_a_run_with_a_distant_deadline() {
+    let db = TestDb::new().await;
+    let cfg = FlushConfig {
+        idle_interval: Duration::from_millis(100),
+        stop_margin: Duration::from_millis(100),
+        max_run: Some(Duration::from_millis(400)),
+        ..FlushConfig::default()
+    };
+    let started = Instant::now();
+    let metrics: Metrics = Arc::new(Capture::default());
+    let far = started + Duration::from_secs(600);
+    let totals = run_until(&db.pool(DbRole::Worker), &cfg, far, &metrics)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "returned after {:?}",
+        started.elapsed()
+    );
+    assert!(totals.batches >= 1);
+}

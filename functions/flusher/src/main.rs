@@ -11,6 +11,10 @@ async fn main() -> Result<(), Error> {
     let flusher = &flusher;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = atlas_cloud::telemetry::deadline_instant(event.context.deadline);
+        let budget_ms = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .as_millis() as u64;
+        tracing::info!(budget_ms, "flush run starting");
         let totals = flusher.run_until(deadline).await?;
         tracing::info!(?totals, "flush run finished");
         Ok::<_, Error>(serde_json::to_value(totals)?)

@@ -41,7 +41,7 @@ enum Command {
     Token {
         #[arg(long)]
         tenant: i64,
-        #[arg(long, default_value_t = 24)]
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(i64).range(1..=8760))]
         ttl_hours: i64,
         #[arg(long, default_value = ".atlas")]
         data_dir: PathBuf,
@@ -134,7 +134,10 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let tenant = atlas_core::TenantId::new(tenant)?;
             let secret = atlas_devstack::secret::load_or_create(&data_dir)?;
             let signer = atlas_http::jwt::Signer::new(&secret)?;
-            println!("{}", signer.issue(tenant, chrono_hours(ttl_hours))?);
+            println!(
+                "{}",
+                signer.issue(tenant, chrono::Duration::hours(ttl_hours))?
+            );
         }
         Command::Bench(Bench::Ingest(b)) => {
             let defaults = atlas_bench::ingest::Options::default();
@@ -155,8 +158,4 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         }
     }
     Ok(())
-}
-
-fn chrono_hours(h: i64) -> atlas_core::Duration {
-    atlas_core::Duration::hours(h)
 }

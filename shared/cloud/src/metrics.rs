@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 pub enum Unit {
     Count,
     Milliseconds,
-    Seconds,
 }
 
 impl Unit {
@@ -20,7 +19,6 @@ impl Unit {
         match self {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
-            Unit::Seconds => "Seconds",
         }
     }
 }

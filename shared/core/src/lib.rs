@@ -7,7 +7,6 @@ mod ids;
 mod reading;
 mod value;
 
-pub use chrono::Duration;
 pub use ids::{AttributeName, EntityId, EntityType, IdError, TenantId};
 pub use reading::{AcceptWindow, RawReading, RejectReason, TypedReading};
 pub use value::{DECIMAL_MAX_ABS, DataType, MAX_STRING_BYTES, Value, ValueError};

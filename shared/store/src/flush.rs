@@ -92,6 +92,8 @@ pub struct FlushConfig {
     pub idle_interval: Duration,
     /// Stop this long before the deadline, so the last batch can commit.
     pub stop_margin: Duration,
+    /// Work at most this long per run, whatever the deadline says.
+    pub max_run: Option<Duration>,
     pub window: AcceptWindow,
 }
 
@@ -101,6 +103,7 @@ impl Default for FlushConfig {
             batch_size: 20_000,
             idle_interval: Duration::from_millis(250),
             stop_margin: Duration::from_secs(3),
+            max_run: None,
             window: AcceptWindow::default(),
         }
     }
@@ -108,7 +111,8 @@ impl Default for FlushConfig {
 
 impl FlushConfig {
     /// `ATLAS_FLUSH_BATCH`, `ATLAS_FLUSH_INTERVAL_MS` (100–1000),
-    /// `ATLAS_FLUSH_STOP_MARGIN_MS`, plus the accept window.
+    /// `ATLAS_FLUSH_STOP_MARGIN_MS`, `ATLAS_FLUSH_MAX_RUN_MS`, plus the
+    /// accept window.
     pub fn from_env() -> Result<Self, atlas_cloud::config::ConfigError> {
         use atlas_cloud::config::{ConfigError, millis, parsed};
         let d = Self::default();
@@ -132,6 +136,10 @@ impl FlushConfig {
             batch_size,
             idle_interval: idle,
             stop_margin: millis("ATLAS_FLUSH_STOP_MARGIN_MS", d.stop_margin)?,
+            max_run: match parsed("ATLAS_FLUSH_MAX_RUN_MS", 0u64)? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             window: crate::window_from_env()?,
         })
     }
@@ -187,7 +195,9 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64) -> Result<Batch, StoreEr
     // it, and the rows (whose staging inserts were committed durably before
     // the 202) are flushed again. WAL is replayed in order, so a later
     // synchronous commit also makes this one durable.
-    let sync = tx.prepare_cached("SET LOCAL synchronous_commit = off").await?;
+    let sync = tx
+        .prepare_cached("SET LOCAL synchronous_commit = off")
+        .await?;
     tx.execute(&sync, &[]).await?;
     let stmt = tx.prepare_cached(FLUSH_BATCH).await?;
     let row = tx.query_one(&stmt, &[&limit]).await?;
@@ -241,6 +251,10 @@ pub async fn run_until(
     deadline: Instant,
     metrics: &Metrics,
 ) -> Result<Totals, StoreError> {
+    let deadline = match cfg.max_run {
+        Some(max) => deadline.min(Instant::now() + max + cfg.stop_margin),
+        None => deadline,
+    };
     let client = pool.get().await?;
     ensure_partitions(&**client, &cfg.window).await?;
     drop(client);
