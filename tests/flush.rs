@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use atlas_cloud::metrics::{Metrics, MetricsSink, Sample};
 use atlas_core::{EntityId, TenantId, TypedReading, Value as Val};
-use atlas_store::flush::{FlushConfig, flush_batch, flush_in, run_until};
+use atlas_store::flush::{FlushConfig, Mode, flush_batch, flush_in, run_until};
 use atlas_store::{DbRole, stage};
 use atlas_tests::{TestDb, count, demo_tenants};
 use chrono::{DateTime, Utc};
@@ -82,7 +82,7 @@ async fn a_flusher_killed_mid_batch_loses_nothing_and_a_rerun_finishes() {
         .unwrap()
         .get(0);
     let tx = victim.transaction().await.unwrap();
-    let batch = flush_in(&tx, 2_000).await.unwrap();
+    let batch = flush_in(&tx, 2_000, Mode::Fast).await.unwrap();
     assert_eq!(batch.moved, 2_000);
     let owner = db.owner().await;
     owner
