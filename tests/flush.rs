@@ -8,7 +8,7 @@ use atlas_cloud::metrics::{Metrics, MetricsSink, Sample};
 use atlas_core::{EntityId, TenantId, TypedReading, Value as Val};
 use atlas_store::flush::{FlushConfig, Mode, flush_batch, flush_in, run_until};
 use atlas_store::{DbRole, stage};
-use atlas_tests::{TestDb, count, demo_tenants};
+use atlas_tests::{TestDb, count, current_partition, demo_tenants};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -268,14 +268,7 @@ async fn a_reading_whose_month_has_no_partition_is_kept_until_one_exists() {
     let prio = attr_id(&db, 1, "priority").await;
     let owner = db.owner().await;
     // Lose this month's partition (as if upkeep never ran), then flush.
-    let part: String = owner
-        .query_one(
-            "SELECT format('entity_values_ts_%s', to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let part = current_partition(&owner).await;
     owner
         .batch_execute(&format!("DROP TABLE {part}"))
         .await

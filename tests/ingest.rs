@@ -320,23 +320,17 @@ async fn whole_request_problems_get_typed_errors() {
         assert!(!out["error"]["message"].as_str().unwrap().is_empty());
     }
 
+    let handle = async |event: Value| {
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        atlas_ingest::http::handle(&svc, req).await.status()
+    };
     let mut event = apigw_event(Some("1"), good);
     event["requestContext"]["http"]["method"] = "GET".into();
-    let resp = atlas_ingest::http::handle(
-        &svc,
-        lambda_http::request::from_str(&event.to_string()).unwrap(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(handle(event).await, StatusCode::METHOD_NOT_ALLOWED);
     let mut event = apigw_event(Some("1"), good);
     event["rawPath"] = "/v1/other".into();
     event["requestContext"]["http"]["path"] = "/v1/other".into();
-    let resp = atlas_ingest::http::handle(
-        &svc,
-        lambda_http::request::from_str(&event.to_string()).unwrap(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(handle(event).await, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use atlas_core::{AcceptWindow, AttributeName, DataType, TenantId};
 use atlas_store::{DbRole, begin_tenant, ensure_attribute, ensure_tenant};
-use atlas_tests::{TestDb, db_message};
+use atlas_tests::{TestDb, current_partition, db_message};
 
 #[tokio::test]
 async fn migrations_run_twice_without_change() {
@@ -274,14 +274,7 @@ async fn partitions_are_not_reachable_directly_by_the_app() {
     two_tenants(&db).await;
     let pool = db.pool(DbRole::App);
     let client = pool.get().await.unwrap();
-    let part: String = client
-        .query_one(
-            "SELECT format('entity_values_ts_%s', to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let part = current_partition(&client).await;
     for table in [
         part.as_str(),
         "entity_jsonb_p0",

@@ -146,3 +146,15 @@ pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .get(0)
 }
+
+/// The name of this month's `entity_values_ts` partition.
+pub async fn current_partition(client: &tokio_postgres::Client) -> String {
+    client
+        .query_one(
+            "SELECT format('entity_values_ts_%s', to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))",
+            &[],
+        )
+        .await
+        .expect("partition name")
+        .get(0)
+}

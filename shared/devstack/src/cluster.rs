@@ -82,32 +82,17 @@ impl Cluster {
                     detail: format!("{e}; see {}", log.display()),
                 })?;
         }
-        let mut createdb = this.pg("psql");
-        createdb
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-Atc",
-            ])
-            .arg("SELECT 'exists' FROM pg_database WHERE datname = 'atlas'");
-        let out = createdb.output()?;
+        let mut exists = this.client("psql");
+        exists.args([
+            "-d",
+            "postgres",
+            "-Atc",
+            "SELECT 'exists' FROM pg_database WHERE datname = 'atlas'",
+        ]);
+        let out = exists.output()?;
         if !String::from_utf8_lossy(&out.stdout).contains("exists") {
-            let mut c = this.pg("createdb");
-            c.args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "atlas",
-            ]);
+            let mut c = this.client("createdb");
+            c.arg("atlas");
             this.run("createdb", &mut c)?;
         }
         Ok(this)
@@ -125,6 +110,20 @@ impl Cluster {
             .arg("-D")
             .arg(&self.data);
         self.run("pg_ctl stop", &mut stop)
+    }
+
+    /// A client tool aimed at this cluster as `postgres`.
+    fn client(&self, tool: &str) -> Command {
+        let mut c = self.pg(tool);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ]);
+        c
     }
 
     fn pg(&self, tool: &str) -> Command {
