@@ -103,10 +103,20 @@ impl Cluster {
     }
 
     pub fn stop(&self) -> Result<(), ClusterError> {
+        self.stop_mode("fast")
+    }
+
+    /// Stops the server the way a crash would (`pg_ctl stop -m immediate`:
+    /// no checkpoint); the next start recovers from the WAL. For crash tests.
+    pub fn crash(&self) -> Result<(), ClusterError> {
+        self.stop_mode("immediate")
+    }
+
+    fn stop_mode(&self, mode: &str) -> Result<(), ClusterError> {
         let mut stop = self.pg("pg_ctl");
         stop.arg("stop")
             .arg("-m")
-            .arg("fast")
+            .arg(mode)
             .arg("-D")
             .arg(&self.data);
         self.run("pg_ctl stop", &mut stop)
