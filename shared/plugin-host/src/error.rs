@@ -1,0 +1,33 @@
+/// Everything that can go wrong with a plugin, each naming what was hit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    #[error("the module is not valid WebAssembly: {0}")]
+    Invalid(String),
+    #[error(
+        "the module imports {module}.{name}, which the host does not provide (only atlas.log is allowed)"
+    )]
+    ForbiddenImport { module: String, name: String },
+    #[error("the module does not export {name} ({expected})")]
+    MissingExport {
+        name: &'static str,
+        expected: &'static str,
+    },
+    #[error("the module speaks ABI version {found}; this host speaks {expected}")]
+    AbiVersion { found: i32, expected: i32 },
+    #[error("fuel limit: the plugin used its whole budget of {budget} fuel")]
+    OutOfFuel { budget: u64 },
+    #[error("time limit: the plugin ran longer than {ms} ms")]
+    Timeout { ms: u128 },
+    #[error("memory limit: the plugin tried to grow its memory past {bytes} bytes")]
+    MemoryLimit { bytes: usize },
+    #[error("stack limit: the plugin recursed too deeply")]
+    StackOverflow,
+    #[error("output limit: the plugin returned {len} bytes; the limit is {max}")]
+    OutputTooLarge { len: u64, max: usize },
+    #[error("the plugin returned a buffer at {ptr}+{len} outside its {memory}-byte memory")]
+    OutputOutOfBounds { ptr: u32, len: u32, memory: usize },
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("plugin host error: {0}")]
+    Host(String),
+}
