@@ -128,7 +128,7 @@ pub async fn run(opts: &Options) -> Result<Report, BoxError> {
     let tag = std::process::id();
     eprintln!(
         "setting up scratch databases on {}",
-        redact(&opts.server_url)
+        atlas_store::redact_url(&opts.server_url)
     );
     let db = ScratchDb::create(&opts.server_url, format!("atlas_bench_ingest_{tag}")).await?;
     let raw_db = ScratchDb::create(&opts.server_url, format!("atlas_bench_rawcopy_{tag}")).await?;
@@ -422,26 +422,9 @@ fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// The URL without its password, for progress lines.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
-            let user_end = s + 3 + url[s + 3..at].find(':').unwrap_or(0);
-            format!("{}:***{}", &url[..user_end], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-    }
 
     #[test]
     fn percentiles_pick_the_rank() {

@@ -117,7 +117,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 let _ = tokio::signal::ctrl_c().await;
             };
             atlas_devstack::dev::run(opts, shutdown, |addr, url| {
-                println!("Atlas is running on http://{addr}  (database {url})");
+                println!("Atlas is running on http://{addr}  (database {})", atlas_store::redact_url(url));
                 println!("  token:  TOKEN=$(cargo run -q --bin atlas -- token --tenant 1 --data-dir {})", data_dir.display());
                 println!(
                     "  send:   curl -s -X POST http://{addr}/v1/telemetry -H \"Authorization: Bearer $TOKEN\" \\\n          -d '{{\"readings\":[{{\"entity_id\":1,\"attribute\":\"temperature\",\"value\":21.5}}]}}'"

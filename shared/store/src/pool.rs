@@ -167,6 +167,31 @@ fn is_loopback(host: &str) -> bool {
             .unwrap_or(false)
 }
 
+/// A connection string fit for logs: any password replaced by `***`, in
+/// the URL's user info, a `password=` query parameter or a key=value string.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme) = out.find("://") {
+        let rest = scheme + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@').map(|i| rest + i)
+            && let Some(colon) = out[rest..at].find(':').map(|i| rest + i)
+        {
+            out.replace_range(colon + 1..at, "***");
+        }
+    }
+    let mut search = 0;
+    while let Some(i) = out[search..].find("password=").map(|i| search + i) {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+        search = start + 3;
+    }
+    out
+}
+
 /// `url` with its database name replaced; for tools that create databases.
 pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = url
@@ -192,6 +217,23 @@ mod tests {
         assert_eq!(
             with_database("postgres://u@h/a?sslmode=require", "b"),
             "postgres://u@h/b?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_url("postgres://u:s3cr@t@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=x&sslmode=require"),
+            "postgres://h/db?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("host=h user=u password=secret dbname=d"),
+            "host=h user=u password=*** dbname=d"
         );
     }
 
