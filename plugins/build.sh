@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the example plugins from source into plugins/target/wasm32-unknown-unknown/release/.
+# Uses rustup's wasm32 target when it can be installed, else Debian's
+# rustc 1.63 with its packaged wasm32 standard library.
+set -euo pipefail
+cd "$(dirname "$0")"
+if rustup target add wasm32-unknown-unknown >/dev/null 2>&1 \
+    || rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    cargo build --locked --release --target wasm32-unknown-unknown --target-dir target
+else
+    echo "rustup's wasm32 target is unavailable; using Debian's rustc and libstd-rust-dev-wasm32"
+    if ! dpkg -s libstd-rust-dev-wasm32 >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc cargo libstd-rust-dev-wasm32 >/dev/null
+    fi
+    /usr/bin/cargo build --release --target wasm32-unknown-unknown --target-dir target
+fi
+ls -1 target/wasm32-unknown-unknown/release/*.wasm

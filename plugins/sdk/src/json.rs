@@ -1,0 +1,331 @@
+//! Just enough JSON for the ABI's payload: a strict parser and a writer.
+//! Numbers keep their text until a reading asks for them, so a 64-bit
+//! entity id survives intact.
+
+use crate::{Reading, Value};
+
+enum Json {
+    Null,
+    Bool(bool),
+    Number(String),
+    Str(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn err<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("invalid input JSON at byte {}: {}", self.i, what))
+    }
+
+    fn ws(&mut self) {
+        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.s.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self, depth: u32) -> Result<Json, String> {
+        if depth > 64 {
+            return self.err("nested too deeply");
+        }
+        self.ws();
+        match self.s.get(self.i) {
+            Some(b'{') => {
+                self.i += 1;
+                let mut fields = Vec::new();
+                if self.eat(b'}') {
+                    return Ok(Json::Object(fields));
+                }
+                loop {
+                    self.ws();
+                    let key = self.string()?;
+                    if !self.eat(b':') {
+                        return self.err("expected ':'");
+                    }
+                    fields.push((key, self.value(depth + 1)?));
+                    if self.eat(b'}') {
+                        return Ok(Json::Object(fields));
+                    }
+                    if !self.eat(b',') {
+                        return self.err("expected ',' or '}'");
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                if self.eat(b']') {
+                    return Ok(Json::Array(items));
+                }
+                loop {
+                    items.push(self.value(depth + 1)?);
+                    if self.eat(b']') {
+                        return Ok(Json::Array(items));
+                    }
+                    if !self.eat(b',') {
+                        return self.err("expected ',' or ']'");
+                    }
+                }
+            }
+            Some(b'"') => self.string().map(Json::Str),
+            Some(b't') => self.word("true", Json::Bool(true)),
+            Some(b'f') => self.word("false", Json::Bool(false)),
+            Some(b'n') => self.word("null", Json::Null),
+            Some(b'-') | Some(b'0'..=b'9') => {
+                let start = self.i;
+                while self.i < self.s.len()
+                    && matches!(
+                        self.s[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
+                    self.i += 1;
+                }
+                let text = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+                if text.parse::<f64>().is_err() {
+                    return self.err("bad number");
+                }
+                Ok(Json::Number(text.to_owned()))
+            }
+            _ => self.err("expected a value"),
+        }
+    }
+
+    fn word(&mut self, w: &str, v: Json) -> Result<Json, String> {
+        if self.s[self.i..].starts_with(w.as_bytes()) {
+            self.i += w.len();
+            Ok(v)
+        } else {
+            self.err("bad literal")
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        if self.s.get(self.i) != Some(&b'"') {
+            return self.err("expected a string");
+        }
+        self.i += 1;
+        let mut out = String::new();
+        loop {
+            let start = self.i;
+            while self.i < self.s.len() && self.s[self.i] != b'"' && self.s[self.i] != b'\\' {
+                self.i += 1;
+            }
+            match std::str::from_utf8(&self.s[start..self.i]) {
+                Ok(chunk) => out.push_str(chunk),
+                Err(_) => return self.err("string is not UTF-8"),
+            }
+            match self.s.get(self.i) {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    let esc = self.s.get(self.i + 1).copied();
+                    self.i += 2;
+                    match esc {
+                        Some(b'"') => out.push('"'),
+                        Some(b'\\') => out.push('\\'),
+                        Some(b'/') => out.push('/'),
+                        Some(b'b') => out.push('\u{8}'),
+                        Some(b'f') => out.push('\u{c}'),
+                        Some(b'n') => out.push('\n'),
+                        Some(b'r') => out.push('\r'),
+                        Some(b't') => out.push('\t'),
+                        Some(b'u') => {
+                            let hex = self
+                                .s
+                                .get(self.i..self.i + 4)
+                                .and_then(|h| std::str::from_utf8(h).ok());
+                            let code = match hex.and_then(|h| u32::from_str_radix(h, 16).ok()) {
+                                Some(c) => c,
+                                None => return self.err("bad \\u escape"),
+                            };
+                            self.i += 4;
+                            out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                        }
+                        _ => return self.err("bad escape"),
+                    }
+                }
+                _ => return self.err("unterminated string"),
+            }
+        }
+    }
+}
+
+fn field<'j>(fields: &'j [(String, Json)], name: &str) -> Option<&'j Json> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn reading(j: &Json) -> Result<Reading, String> {
+    let fields = match j {
+        Json::Object(f) => f,
+        _ => return Err("each reading must be an object".into()),
+    };
+    let entity_id = match field(fields, "entity_id") {
+        Some(Json::Number(n)) => n
+            .parse::<i64>()
+            .map_err(|_| format!("entity_id {n} is not an integer"))?,
+        _ => return Err("reading without a numeric entity_id".into()),
+    };
+    let text = |name: &str| match field(fields, name) {
+        Some(Json::Str(s)) => Ok(Some(s.clone())),
+        None | Some(Json::Null) => Ok(None),
+        _ => Err(format!("{name} must be a string")),
+    };
+    let attribute = text("attribute")?.ok_or("reading without an attribute")?;
+    let value = match field(fields, "value") {
+        Some(Json::Number(n)) => match n.parse::<i64>() {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Float(n.parse::<f64>().map_err(|_| format!("bad number {n}"))?),
+        },
+        Some(Json::Bool(b)) => Value::Bool(*b),
+        Some(Json::Str(s)) => Value::Str(s.clone()),
+        _ => return Err(format!("reading of {attribute} has no usable value")),
+    };
+    Ok(Reading {
+        entity_id,
+        entity_type: text("entity_type")?,
+        attribute,
+        value,
+        ts: text("ts")?,
+    })
+}
+
+pub(crate) fn decode_batch(input: &[u8]) -> Result<Vec<Reading>, String> {
+    let mut p = Parser { s: input, i: 0 };
+    let root = p.value(0)?;
+    p.ws();
+    if p.i != input.len() {
+        return p.err("trailing data");
+    }
+    match root {
+        Json::Object(fields) => match field(&fields, "readings") {
+            Some(Json::Array(items)) => items.iter().map(reading).collect(),
+            _ => Err("input has no readings array".into()),
+        },
+        _ => Err("input must be an object".into()),
+    }
+}
+
+fn string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut b = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+pub(crate) fn encode_batch(readings: &[Reading], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"readings\":[");
+    for (i, r) in readings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(format!("{{\"entity_id\":{}", r.entity_id).as_bytes());
+        if let Some(t) = &r.entity_type {
+            out.extend_from_slice(b",\"entity_type\":");
+            string(t, out);
+        }
+        out.extend_from_slice(b",\"attribute\":");
+        string(&r.attribute, out);
+        out.extend_from_slice(b",\"value\":");
+        match &r.value {
+            Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+            // JSON has no NaN or infinity; null makes the host refuse the reading.
+            Value::Float(f) if f.is_finite() => out.extend_from_slice(format!("{f:?}").as_bytes()),
+            Value::Float(_) => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Str(s) => string(s, out),
+        }
+        if let Some(ts) = &r.ts {
+            out.extend_from_slice(b",\"ts\":");
+            string(ts, out);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+}
+
+pub(crate) fn encode_error(message: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"error\":");
+    string(message, out);
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip() {
+        let input = br#"{"readings":[{"entity_id":9007199254740993,"entity_type":"device","attribute":"temperature","value":72.5,"ts":"2026-11-24T10:00:00Z"},
+                         {"entity_id":1,"attribute":"note","value":"a \"quoted\" \u00e9\n"},{"entity_id":2,"attribute":"on","value":true},{"entity_id":3,"attribute":"n","value":-4}]}"#;
+        let readings = decode_batch(input).unwrap();
+        assert_eq!(
+            readings[0].entity_id, 9_007_199_254_740_993,
+            "64-bit ids survive"
+        );
+        assert_eq!(readings[0].value, Value::Float(72.5));
+        assert_eq!(readings[1].value, Value::Str("a \"quoted\" é\n".into()));
+        assert_eq!(readings[2].value, Value::Bool(true));
+        assert_eq!(readings[3].value, Value::Int(-4));
+        let mut out = Vec::new();
+        encode_batch(&readings, &mut out);
+        assert_eq!(decode_batch(&out).unwrap(), readings);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"[]",
+            b"{\"readings\":5}",
+            b"{\"readings\":[{\"attribute\":\"a\"}]}",
+            b"{\"readings\":[]} x",
+            b"\"\\u12\"",
+        ] {
+            assert!(
+                decode_batch(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn errors_are_json() {
+        let mut out = Vec::new();
+        encode_error("bad \"x\"", &mut out);
+        assert_eq!(out, br#"{"error":"bad \"x\""}"#);
+    }
+}

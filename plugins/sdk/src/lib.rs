@@ -1,0 +1,119 @@
+//! Write an Atlas transform plugin as one function over a batch of
+//! readings; this crate hides the ABI (`plugins/ABI.md`): memory, buffers,
+//! the JSON payload and the exports.
+//!
+//! ```ignore
+//! use atlas_plugin_sdk::{plugin, Reading};
+//!
+//! fn transform(readings: Vec<Reading>) -> Result<Vec<Reading>, String> {
+//!     Ok(readings.into_iter().filter(|r| r.attribute != "ssn").collect())
+//! }
+//! plugin!(transform);
+//! ```
+//!
+//! No dependencies, and Rust 1.63 is enough, so any toolchain with a
+//! wasm32 standard library builds it.
+
+mod json;
+
+/// The ABI version this SDK implements.
+pub const ABI_VERSION: i32 = 1;
+
+/// A reading's value, as JSON carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl Value {
+    /// The number, whether sent as an integer or not.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+/// One reading, as in the ingest request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub entity_id: i64,
+    pub entity_type: Option<String>,
+    pub attribute: String,
+    pub value: Value,
+    /// RFC 3339, or `None` for "when it was received".
+    pub ts: Option<String>,
+}
+
+/// Decodes a batch, runs `f` on it and encodes its answer: the whole
+/// round trip a plugin call makes, usable natively too (benchmarks, tests).
+pub fn run(input: &[u8], f: impl FnOnce(Vec<Reading>) -> Result<Vec<Reading>, String>) -> Vec<u8> {
+    let result = json::decode_batch(input).and_then(f);
+    let mut out = Vec::with_capacity(input.len() + 16);
+    match result {
+        Ok(readings) => json::encode_batch(&readings, &mut out),
+        Err(message) => json::encode_error(&message, &mut out),
+    }
+    out
+}
+
+/// Sends a line to the host's log (at most 20 per call are kept).
+pub fn log(line: &str) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        #[link(wasm_import_module = "atlas")]
+        extern "C" {
+            #[link_name = "log"]
+            fn host_log(ptr: *const u8, len: usize);
+        }
+        // SAFETY: the host reads `len` bytes at `ptr`, inside our memory.
+        unsafe { host_log(line.as_ptr(), line.len()) }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = line;
+}
+
+#[doc(hidden)]
+pub fn __alloc(len: i32) -> i32 {
+    // Each call runs in a fresh instance, so nothing is ever freed.
+    let mut buf = Vec::<u8>::with_capacity(len.max(0) as usize);
+    let ptr = buf.as_mut_ptr();
+    std::mem::forget(buf);
+    ptr as usize as i32
+}
+
+#[doc(hidden)]
+pub fn __transform(ptr: i32, len: i32, f: fn(Vec<Reading>) -> Result<Vec<Reading>, String>) -> i64 {
+    // SAFETY: the host wrote `len` bytes at `ptr`, which `__alloc` handed out.
+    let input = unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len as usize) };
+    let out = run(input, f);
+    let (out_ptr, out_len) = (out.as_ptr() as usize as u64, out.len() as u64);
+    std::mem::forget(out);
+    ((out_ptr << 32) | out_len) as i64
+}
+
+/// Exports the ABI around `transform: fn(Vec<Reading>) -> Result<Vec<Reading>, String>`.
+#[macro_export]
+macro_rules! plugin {
+    ($transform:path) => {
+        #[no_mangle]
+        pub extern "C" fn atlas_abi_version() -> i32 {
+            $crate::ABI_VERSION
+        }
+
+        #[no_mangle]
+        pub extern "C" fn atlas_alloc(len: i32) -> i32 {
+            $crate::__alloc(len)
+        }
+
+        #[no_mangle]
+        pub extern "C" fn atlas_transform(ptr: i32, len: i32) -> i64 {
+            $crate::__transform(ptr, len, $transform)
+        }
+    };
+}
