@@ -2,4 +2,5 @@
 //! returns a report that the CLI prints as one JSON object, last.
 
 pub mod ingest;
+pub mod plugin;
 mod scratch;

@@ -55,6 +55,17 @@ enum Command {
 enum Bench {
     /// The write path end to end against a local PostgreSQL.
     Ingest(IngestBench),
+    /// The example plugin in the sandbox against the same logic run natively.
+    Plugin(PluginBench),
+}
+
+#[derive(Args)]
+struct PluginBench {
+    /// Readings per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    #[arg(long, default_value_t = 300)]
+    iterations: usize,
 }
 
 #[derive(Args)]
@@ -138,6 +149,15 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 "{}",
                 signer.issue(tenant, chrono::Duration::hours(ttl_hours))?
             );
+        }
+        Command::Bench(Bench::Plugin(b)) => {
+            let opts = atlas_bench::plugin::Options {
+                batch: b.batch,
+                iterations: b.iterations,
+                ..Default::default()
+            };
+            let report = atlas_bench::plugin::run(&opts)?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::Bench(Bench::Ingest(b)) => {
             let defaults = atlas_bench::ingest::Options::default();

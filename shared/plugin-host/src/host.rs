@@ -86,6 +86,8 @@ pub struct Plugin {
 pub struct Output {
     pub bytes: Vec<u8>,
     pub fuel_used: u64,
+    /// Time spent creating the instance (store, memory, start function).
+    pub instantiate: Duration,
 }
 
 impl Host {
@@ -205,12 +207,14 @@ impl Plugin {
     /// Runs one batch: a fresh instance (cheap with the pooling allocator
     /// and `InstancePre`), the input copied in, the output copied out.
     pub fn call(&self, host: &Host, input: &[u8], limits: &Limits) -> Result<Output, PluginError> {
+        let started = Instant::now();
         let mut store = host.store(limits);
         let classify = |e: wasmtime::Error, store: &Store<CallState>| classify(e, store, limits);
         let instance = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| classify(e, &store))?;
+        let instantiate = started.elapsed();
         let memory =
             instance
                 .get_memory(&mut store, "memory")
@@ -259,7 +263,11 @@ impl Plugin {
             })?
             .to_vec();
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
-        Ok(Output { bytes, fuel_used })
+        Ok(Output {
+            bytes,
+            fuel_used,
+            instantiate,
+        })
     }
 }
 

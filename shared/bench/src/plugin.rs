@@ -1,0 +1,139 @@
+//! `atlas bench plugin`: the Fahrenheit-to-Celsius example in the sandbox
+//! against the same logic compiled natively, in the same process and run.
+//!
+//! Both sides do the whole round trip a call makes: decode the JSON batch,
+//! transform, encode. The WebAssembly side also pays for a fresh instance
+//! and the copies in and out of its memory, as in production.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use atlas_plugin_host::{Host, Limits};
+use serde::Serialize;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The built example (`bash plugins/build.sh`).
+    pub wasm: PathBuf,
+    pub batch: usize,
+    pub iterations: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            wasm: PathBuf::from(
+                "plugins/target/wasm32-unknown-unknown/release/fahrenheit_to_celsius.wasm",
+            ),
+            batch: 1_000,
+            iterations: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub bench: &'static str,
+    pub records: usize,
+    pub wasm_ns_per_record: f64,
+    pub native_ns_per_record: f64,
+    pub ratio: f64,
+    pub instantiate_us_p50: f64,
+    pub cold_load_ms: f64,
+    /// Compiling the `.wasm` from scratch, which the precompiled artifact avoids.
+    pub compile_ms: f64,
+    pub fuel_per_record: f64,
+}
+
+pub fn run(opts: &Options) -> Result<Report, BoxError> {
+    let wasm = std::fs::read(&opts.wasm).map_err(|e| {
+        format!(
+            "{}: {e}; build the example plugins first: bash plugins/build.sh",
+            opts.wasm.display()
+        )
+    })?;
+    let input = batch(opts.batch);
+    let host = Host::new()?;
+
+    let started = Instant::now();
+    let plugin = host.compile(&wasm)?;
+    let compile_ms = ms(started.elapsed());
+    let artifact = plugin.precompiled()?;
+    let mut loads = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            host.load(Some(&artifact), &wasm).map(|_| t.elapsed())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let limits = Limits::default();
+    let expected = atlas_plugin_sdk::run(&input, fahrenheit_to_celsius::transform);
+    let first = plugin.call(&host, &input, &limits)?;
+    if first.bytes != expected {
+        return Err("the sandboxed and native runs disagree".into());
+    }
+    eprintln!(
+        "{} calls of {} readings each, sandboxed and native, interleaved",
+        opts.iterations, opts.batch
+    );
+    let (mut wasm_t, mut native_t, mut inst_t) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..opts.iterations {
+        let t = Instant::now();
+        let out = plugin.call(&host, &input, &limits)?;
+        wasm_t.push(t.elapsed());
+        inst_t.push(out.instantiate);
+        let t = Instant::now();
+        let native = atlas_plugin_sdk::run(&input, fahrenheit_to_celsius::transform);
+        native_t.push(t.elapsed());
+        std::hint::black_box(native);
+    }
+    let per_record = |d: Duration| d.as_nanos() as f64 / opts.batch as f64;
+    let (w, n) = (
+        per_record(median(&mut wasm_t)),
+        per_record(median(&mut native_t)),
+    );
+    Ok(Report {
+        bench: "plugin",
+        records: opts.batch,
+        wasm_ns_per_record: round(w),
+        native_ns_per_record: round(n),
+        ratio: (w / n * 1000.0).round() / 1000.0,
+        instantiate_us_p50: round(median(&mut inst_t).as_nanos() as f64 / 1000.0),
+        cold_load_ms: round(ms(median(&mut loads))),
+        compile_ms: round(compile_ms),
+        fuel_per_record: round(first.fuel_used as f64 / opts.batch as f64),
+    })
+}
+
+/// A batch with half temperatures (converted) and half other readings.
+fn batch(n: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let readings: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let attribute = if i % 2 == 0 { "temperature" } else { "status" };
+            let value = if i % 2 == 0 {
+                serde_json::json!(f64::from(rng.i32(-400..1200)) / 10.0)
+            } else {
+                serde_json::json!("online")
+            };
+            serde_json::json!({"entity_id": rng.i64(0..1_000_000), "entity_type": "device",
+                               "attribute": attribute, "value": value, "ts": "2026-11-24T10:00:00.123456Z"})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "readings": readings })).expect("serializable")
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
