@@ -254,5 +254,6 @@ async fn atlas_dev_without_a_database_runs_its_own_cluster() {
             .is_err(),
         "the private cluster stops with atlas dev"
     );
+    std::fs::remove_dir_all(atlas_devstack::cluster::Cluster::data_dir(&dir).unwrap()).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -86,6 +86,6 @@ async fn acknowledged_readings_survive_a_database_crash() {
     );
     drop(client);
     drop(worker);
-    cluster.stop().unwrap();
+    cluster.destroy().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -31,8 +31,8 @@ impl Cluster {
     pub fn start(dir: &Path, port: u16) -> Result<Self, ClusterError> {
         let bin = find_binaries().ok_or(ClusterError::NoBinaries)?;
         std::fs::create_dir_all(dir)?;
-        let data = std::path::absolute(dir.join("pg"))?;
         let run_as = is_root().then_some("postgres");
+        let data = Self::data_dir(dir)?;
         let this = Self {
             bin,
             data,
@@ -96,6 +96,28 @@ impl Cluster {
             this.run("createdb", &mut c)?;
         }
         Ok(this)
+    }
+
+    /// Where the cluster for data directory `dir` lives. `postgres` may
+    /// not be allowed into root's checkout (a home directory or a mktemp
+    /// dir is mode 700), so root's cluster lives in a world-traversable
+    /// place, one per data directory.
+    pub fn data_dir(dir: &Path) -> std::io::Result<PathBuf> {
+        if is_root() {
+            let key = std::path::absolute(dir)?
+                .to_string_lossy()
+                .replace(['/', ' '], "_");
+            Ok(PathBuf::from("/var/tmp/atlas-dev").join(key).join("pg"))
+        } else {
+            std::path::absolute(dir.join("pg"))
+        }
+    }
+
+    /// Stops the cluster and deletes its files.
+    pub fn destroy(self) -> Result<(), ClusterError> {
+        self.stop()?;
+        std::fs::remove_dir_all(&self.data)?;
+        Ok(())
     }
 
     pub fn url(&self) -> String {
