@@ -28,6 +28,10 @@ pub enum PluginError {
     OutputOutOfBounds { ptr: u32, len: u32, memory: usize },
     #[error("the plugin trapped: {0}")]
     Trap(String),
+    #[error("the module is {bytes} bytes; the limit is {max}")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("the plugin's output is not a valid batch: {0}")]
+    MalformedOutput(String),
     #[error("plugin host error: {0}")]
     Host(String),
 }

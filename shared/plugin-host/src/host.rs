@@ -118,6 +118,12 @@ impl Host {
     /// Compiles and checks a module: only allowed imports, the ABI's
     /// exports with the right types, the right ABI version.
     pub fn compile(&self, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        // wasmparser's own message for this dumps both headers as byte lists.
+        if !wasm.starts_with(b"\0asm") {
+            return Err(PluginError::Invalid(
+                "it does not start with the WebAssembly magic bytes (\\0asm)".into(),
+            ));
+        }
         let module =
             Module::new(&self.engine, wasm).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
         self.prepare(module)

@@ -11,7 +11,9 @@
 mod error;
 mod host;
 mod limits;
+mod payload;
 
 pub use error::PluginError;
 pub use host::{ABI_VERSION, Host, Output, Plugin};
 pub use limits::Limits;
+pub use payload::{Decoded, MAX_MODULE_BYTES, SAMPLE_BATCH, check_upload, decode_output};

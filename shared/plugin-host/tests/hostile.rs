@@ -262,3 +262,24 @@ fn the_host_survives_many_failures_in_a_row() {
     }
     still_alive(&host);
 }
+
+#[test]
+fn uploads_need_a_well_formed_answer_to_the_sample_batch() {
+    let host = host();
+    // Echoing the input is a valid (identity) transform.
+    assert!(atlas_plugin_host::check_upload(&host, &module(ECHO, ""), &strict()).is_ok());
+    // Returning four bytes of garbage is malformed output.
+    let garbage = module(
+        "(i32.store (i32.const 0) (i32.const 0x21212121)) (i64.const 4)",
+        "",
+    );
+    assert!(matches!(
+        atlas_plugin_host::check_upload(&host, &garbage, &strict()),
+        Err(PluginError::MalformedOutput(_))
+    ));
+    let huge = vec![0u8; atlas_plugin_host::MAX_MODULE_BYTES + 1];
+    assert!(matches!(
+        atlas_plugin_host::check_upload(&host, &huge, &strict()),
+        Err(PluginError::TooLarge { .. })
+    ));
+}
