@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the example plugins from source into plugins/target/wasm32-unknown-unknown/release/.
-# Uses rustup's wasm32 target when it can be installed, else Debian's
+# Rust: rustup's wasm32 target when it can be installed, else Debian's
 # rustc 1.63 with its packaged wasm32 standard library.
+# C: Debian's clang and lld (installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 if rustup target add wasm32-unknown-unknown >/dev/null 2>&1 \
@@ -15,4 +16,13 @@ else
     fi
     /usr/bin/cargo build --release --target wasm32-unknown-unknown --target-dir target
 fi
+
+if ! command -v clang >/dev/null || ! command -v wasm-ld >/dev/null; then
+    echo "installing clang and lld for the C example"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang lld >/dev/null
+fi
+clang --target=wasm32 -O2 -nostdlib -Wall -Wextra -Werror -Wl,--no-entry -Wl,--strip-all \
+    -o target/wasm32-unknown-unknown/release/drop_debug_c.wasm examples/drop-debug-c/drop_debug.c
+
 ls -1 target/wasm32-unknown-unknown/release/*.wasm

@@ -158,3 +158,68 @@ pub async fn current_partition(client: &tokio_postgres::Client) -> String {
         .expect("partition name")
         .get(0)
 }
+
+/// An API Gateway v2 request for any route of the API, with `body` passed
+/// base64-encoded as API Gateway does for binary payloads.
+pub fn api_request(
+    tenant: &str,
+    method: &str,
+    path_and_query: &str,
+    body: Option<&[u8]>,
+) -> lambda_http::Request {
+    use base64::Engine;
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let mut event = apigw_event(Some(tenant), "");
+    event["routeKey"] = format!("{method} {path}").into();
+    event["rawPath"] = path.into();
+    event["rawQueryString"] = query.into();
+    event["requestContext"]["http"]["method"] = method.into();
+    event["requestContext"]["http"]["path"] = path.into();
+    match body {
+        Some(b) => {
+            event["body"] = base64::engine::general_purpose::STANDARD.encode(b).into();
+            event["isBase64Encoded"] = true.into();
+        }
+        None => {
+            event.as_object_mut().expect("event object").remove("body");
+        }
+    }
+    lambda_http::request::from_str(&event.to_string()).expect("valid event")
+}
+
+/// An object store on the S3 API (moto in CI), in a fresh bucket. Needs
+/// `AWS_ENDPOINT_URL` and credentials as `.ci/test` sets them; fails
+/// loudly when the endpoint is unreachable.
+pub async fn s3_store() -> std::sync::Arc<dyn atlas_objects::ObjectStore> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!(
+            "AWS_ENDPOINT_URL is not set: these tests need an S3 endpoint such as moto \
+             (`moto_server -p 4566`, then AWS_ENDPOINT_URL=http://127.0.0.1:4566; see .ci/test)"
+        )
+    });
+    let bucket = format!(
+        "atlas-t-{}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..)
+    );
+    let store = atlas_objects::S3Store::connect(&bucket, "").await;
+    store
+        .create_bucket_if_missing()
+        .await
+        .unwrap_or_else(|e| panic!("the S3 endpoint {endpoint} is required and failed: {e}"));
+    std::sync::Arc::new(store)
+}
+
+/// An example plugin built by `plugins/build.sh`.
+pub fn example_plugin(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../plugins/target/wasm32-unknown-unknown/release/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{path}: {e}; build the examples first with `bash plugins/build.sh`")
+    })
+}

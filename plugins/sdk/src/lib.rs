@@ -39,6 +39,18 @@ impl Value {
     }
 }
 
+/// As JSON would show it (a string without quotes), for messages.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Int(i) => write!(f, "{}", i),
+            Value::Float(x) => write!(f, "{}", x),
+            Value::Bool(b) => write!(f, "{}", b),
+            Value::Str(s) => f.write_str(s),
+        }
+    }
+}
+
 /// One reading, as in the ingest request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {

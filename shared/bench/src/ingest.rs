@@ -217,8 +217,8 @@ async fn measure(opts: &Options, db: &ScratchDb, raw_db: &ScratchDb) -> Result<R
                         .ingest(vec![batch])
                         .await?
                         .pop()
-                        .flatten()
-                        .ok_or("tenant missing")?;
+                        .ok_or("no outcome")?
+                        .map_err(|r| format!("batch refused: {r:?}"))?;
                     if out.accepted != n {
                         return Err(format!(
                             "ingest rejected readings: {:?}",

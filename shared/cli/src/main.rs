@@ -196,9 +196,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Plugin(PluginCmd::Validate { file, limits }) => {
             let wasm = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let host = atlas_plugin_host::Host::new()?;
-            atlas_plugin_host::check_upload(&host, &wasm, &limits.limits())?;
+            let (_, fuel) = atlas_plugin_host::check_upload(&host, &wasm, &limits.limits())?;
             println!(
-                "{}: valid (ABI v{}, {} bytes, dry run passed)",
+                "{}: valid (ABI v{}, {} bytes, dry run used {fuel} fuel)",
                 file.display(),
                 atlas_plugin_host::ABI_VERSION,
                 wasm.len()

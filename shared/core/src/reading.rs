@@ -1,7 +1,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{AttributeName, DataType, EntityId, EntityType, IdError, Value, ValueError};
 
@@ -9,15 +9,17 @@ use crate::{AttributeName, DataType, EntityId, EntityType, IdError, Value, Value
 ///
 /// Unknown fields are refused so that a typo such as `"timestamp"` for `"ts"`
 /// is reported instead of silently replaced by the receive time.
-#[derive(Debug, Clone, Deserialize)]
+/// It serializes back to the same shape, which is what a tenant's plugin
+/// receives.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawReading {
     pub entity_id: serde_json::Value,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_type: Option<String>,
     pub attribute: String,
     pub value: serde_json::Value,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
 }
 

@@ -1,4 +1,4 @@
-//! `atlas dev`: the write path on one machine.
+//! `atlas dev`: the write path and the plugin registry on one machine.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use atlas_http::jwt::Signer;
 use atlas_http::local::{LocalGateway, Routes, handler};
 use atlas_ingest::{IngestConfig, IngestService};
+use atlas_objects::{Location, ObjectStore, S3Store};
+use atlas_plugins::{Registry, Transforms};
 use atlas_store::flush::FlushConfig;
 use atlas_store::{DbConfig, DbRole};
 
@@ -62,18 +64,33 @@ async fn serve(
     if crate::demo::seed_if_empty(&**worker.get().await?).await? {
         tracing::info!("created demo tenants 1, 2 and 3 with the demo attribute catalog");
     }
-    let ingest = Arc::new(IngestService::new(
-        DbConfig::new(url, DbRole::App).pool()?,
-        ingest_cfg,
-    ));
-    let secret = crate::secret::load_or_create(&opts.data_dir)?;
-    let routes = Routes::default().route(
-        atlas_ingest::http::PATH,
-        handler(move |req| {
-            let svc = ingest.clone();
-            async move { atlas_ingest::http::handle(&svc, req).await }
-        }),
+    let objects = object_store(&opts.data_dir).await?;
+    let app = DbConfig::new(url, DbRole::App).pool()?;
+    let host = atlas_plugin_host::Host::new()?;
+    let transforms = Transforms::new(
+        app.clone(),
+        objects.clone(),
+        host.clone(),
+        ingest_cfg.catalog_ttl,
     );
+    let ingest = Arc::new(IngestService::new(app.clone(), ingest_cfg).with_transforms(transforms));
+    let registry = Arc::new(Registry::new(app, objects, host));
+    let secret = crate::secret::load_or_create(&opts.data_dir)?;
+    let routes = Routes::default()
+        .route(
+            atlas_ingest::http::PATH,
+            handler(move |req| {
+                let svc = ingest.clone();
+                async move { atlas_ingest::http::handle(&svc, req).await }
+            }),
+        )
+        .route(
+            atlas_plugins::http::PREFIX,
+            handler(move |req| {
+                let registry = registry.clone();
+                async move { atlas_plugins::http::handle(&registry, req).await }
+            }),
+        );
     let gateway = LocalGateway {
         routes,
         signer: Arc::new(Signer::new(&secret)?),
@@ -86,6 +103,22 @@ async fn serve(
     let served = gateway.serve(listener, shutdown).await;
     flusher.abort();
     Ok(served?)
+}
+
+/// `ATLAS_OBJECT_STORE` when set (an S3 bucket, say moto's, created if
+/// missing), else a directory beside the stack's other state.
+async fn object_store(data_dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>, DevError> {
+    let location = match std::env::var("ATLAS_OBJECT_STORE") {
+        Ok(v) if !v.is_empty() => Location::from_env()?,
+        _ => Location::Dir(data_dir.join("objects")),
+    };
+    tracing::info!(%location, "plugin modules are kept in");
+    if let Location::S3 { bucket, prefix } = &location {
+        let s3 = S3Store::connect(bucket, prefix).await;
+        s3.create_bucket_if_missing().await?;
+        return Ok(Arc::new(s3));
+    }
+    Ok(location.open().await?)
 }
 
 /// The scheduled flusher, as EventBridge would run it: one-minute

@@ -2,6 +2,16 @@ use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
 use lambda_http::{Body, Response};
 
+/// A request's body as bytes, whether API Gateway passed it as text or
+/// base64.
+pub fn body_bytes(req: &lambda_http::Request) -> &[u8] {
+    match req.body() {
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
 /// A JSON response.
 pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
     // Serializing our own response types cannot fail; the fallback keeps it total.

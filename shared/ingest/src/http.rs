@@ -1,9 +1,9 @@
 //! `POST /v1/telemetry` behind API Gateway (and the local gateway).
 
-use atlas_http::{ApiError, Body, Request, Response, json, tenant_from_request};
+use atlas_http::{ApiError, Body, Request, Response, body_bytes, json, tenant_from_request};
 use http::{Method, StatusCode};
 
-use crate::{IngestService, TenantBatch, parse_batch};
+use crate::{IngestService, Refused, TenantBatch, parse_batch};
 
 pub const PATH: &str = "/v1/telemetry";
 
@@ -26,11 +26,7 @@ async fn accept(svc: &IngestService, req: Request) -> Result<Response<Body>, Api
         return Err(ApiError::method_not_allowed("POST"));
     }
     let tenant = tenant_from_request(&req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    let body: &[u8] = match req.body() {
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        _ => &[],
-    };
+    let body = body_bytes(&req);
     let cfg = svc.config();
     let readings = parse_batch(body, cfg.max_body_bytes, cfg.max_readings)?;
     let batch = TenantBatch {
@@ -42,9 +38,19 @@ async fn accept(svc: &IngestService, req: Request) -> Result<Response<Body>, Api
         tracing::error!(error = %e, %tenant, "ingest failed");
         ApiError::unavailable("the database is unavailable; nothing was stored, retry the request")
     })?;
-    match outcome.into_iter().next().flatten() {
-        Some(o) => Ok(json(StatusCode::ACCEPTED, &o)),
-        None => Err(ApiError::unauthorized(format!(
+    match outcome.into_iter().next() {
+        Some(Ok(o)) => Ok(json(StatusCode::ACCEPTED, &o)),
+        Some(Err(Refused::Plugin { run, message })) => Ok(json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &serde_json::json!({
+                "error": {
+                    "code": "plugin_rejected",
+                    "message": format!("plugin {} v{} rejected the batch: {message}", run.name, run.version),
+                },
+                "plugin": run,
+            }),
+        )),
+        Some(Err(Refused::UnknownTenant)) | None => Err(ApiError::unauthorized(format!(
             "tenant {tenant} does not exist or is inactive"
         ))),
     }

@@ -1,6 +1,7 @@
 //! Ingest: the source end of the write path. A batch of readings arrives
-//! (API Gateway or an MSK record), is parsed, typed against the tenant's
-//! attribute catalog, and staged with binary COPY in one transaction.
+//! (API Gateway or an MSK record), is parsed, transformed by the tenant's
+//! plugin if it has one, typed against the tenant's attribute catalog, and
+//! staged with binary COPY in one transaction.
 //! Readings that fail a check are reported one by one; the rest commit.
 
 mod batch;
@@ -12,4 +13,4 @@ mod service;
 
 pub use batch::{BatchError, parse_batch};
 pub use config::IngestConfig;
-pub use service::{IngestService, Outcome, Rejection, TenantBatch};
+pub use service::{IngestError, IngestService, Outcome, Refused, Rejection, TenantBatch};

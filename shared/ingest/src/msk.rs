@@ -2,20 +2,19 @@
 //! request body (`{"readings": [...]}`); its tenant is in the `tenant_id`
 //! header or, failing that, the record key.
 //!
-//! A record that can never succeed (bad JSON, unknown tenant) is logged and
-//! skipped, so one poison record cannot block its partition. A database
+//! A record that can never succeed (bad JSON, unknown tenant, refused by
+//! the tenant's plugin) is logged and skipped, so one poison record cannot block its partition. A database
 //! failure fails the whole invocation, and Lambda redelivers the batch;
 //! that is safe because staging is idempotent downstream: the flusher keys
 //! on (tenant, entity, attribute, ts) and a reading without `ts` takes the
 //! record's timestamp, which redelivery repeats.
 
 use atlas_core::TenantId;
-use atlas_store::StoreError;
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use base64::Engine;
 use serde::Serialize;
 
-use crate::{IngestService, TenantBatch, parse_batch};
+use crate::{IngestError, IngestService, Refused, TenantBatch, parse_batch};
 
 pub const TENANT_HEADER: &str = "tenant_id";
 
@@ -27,7 +26,7 @@ pub struct Report {
     pub rejected_records: usize,
 }
 
-pub async fn handle(svc: &IngestService, event: KafkaEvent) -> Result<Report, StoreError> {
+pub async fn handle(svc: &IngestService, event: KafkaEvent) -> Result<Report, IngestError> {
     let mut records: Vec<&KafkaRecord> = event.records.values().flatten().collect();
     records
         .sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
@@ -68,16 +67,20 @@ pub async fn handle(svc: &IngestService, event: KafkaEvent) -> Result<Report, St
     }
     for (outcome, at) in svc.ingest(batches).await?.into_iter().zip(origins) {
         match outcome {
-            Some(o) => {
+            Ok(o) => {
                 report.accepted += o.accepted;
                 report.rejected_readings += o.rejected.len();
                 for r in o.rejected {
                     tracing::warn!(record = %at, index = r.index, reason = %r.reason, "reading rejected");
                 }
             }
-            None => {
+            Err(Refused::UnknownTenant) => {
                 report.rejected_records += 1;
                 tracing::warn!(record = %at, "skipping MSK record: tenant does not exist or is inactive");
+            }
+            Err(Refused::Plugin { run, message }) => {
+                report.rejected_records += 1;
+                tracing::warn!(record = %at, plugin = %run.name, version = run.version, %message, "skipping MSK record: the tenant's plugin rejected it");
             }
         }
     }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atlas_core::{AttributeName, DataType, RawReading, RejectReason, TenantId, TypedReading};
+use atlas_plugins::{Applied, PluginRun, TransformError, Transforms};
 use atlas_store::{AttributeDef, Catalog, Pool, StoreError, TenantCatalog, Transaction, stage};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,12 +16,37 @@ use crate::IngestConfig;
 pub struct Outcome {
     pub accepted: usize,
     pub rejected: Vec<Rejection>,
+    /// The tenant's transform plugin, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginRun>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
     pub index: usize,
     pub reason: String,
+    /// `"plugin_output"` when `index` counts the readings the tenant's
+    /// plugin returned rather than those of the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub of: Option<&'static str>,
+}
+
+/// Why nothing of a tenant's batch was staged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The tenant does not exist or is inactive.
+    UnknownTenant,
+    /// Its plugin refused the batch, or failed under the `reject` policy.
+    Plugin { run: PluginRun, message: String },
+}
+
+/// Atlas could not take the batch now; nothing was staged, retry.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Transform(#[from] TransformError),
 }
 
 /// One tenant's readings, as parsed from a request or an MSK record.
@@ -36,6 +62,7 @@ pub struct IngestService {
     pool: Pool,
     catalog: Catalog,
     config: IngestConfig,
+    transforms: Option<Transforms>,
 }
 
 /// How often a stream of unknown attribute names may reload a catalog.
@@ -50,26 +77,42 @@ impl IngestService {
             pool,
             catalog,
             config,
+            transforms: None,
         }
     }
 
-    /// `DATABASE_URL` (acting as `atlas_app`) plus `IngestConfig::from_env`.
-    pub fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    /// Runs each tenant's active plugin on its batches before typing them.
+    pub fn with_transforms(mut self, transforms: Transforms) -> Self {
+        self.transforms = Some(transforms);
+        self
+    }
+
+    /// `DATABASE_URL` (acting as `atlas_app`), `IngestConfig::from_env`,
+    /// and plugins from `ATLAS_OBJECT_STORE`.
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let pool = atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?.pool()?;
-        Ok(Self::new(pool, IngestConfig::from_env()?))
+        let config = IngestConfig::from_env()?;
+        let objects = atlas_objects::Location::from_env()?.open().await?;
+        let transforms = Transforms::new(
+            pool.clone(),
+            objects,
+            atlas_plugin_host::Host::new()?,
+            config.catalog_ttl,
+        );
+        Ok(Self::new(pool, config).with_transforms(transforms))
     }
 
     pub fn config(&self) -> &IngestConfig {
         &self.config
     }
 
-    /// Types and stages several tenants' batches in one transaction: they
-    /// commit together or not at all. `None` marks a batch whose tenant does
-    /// not exist or is inactive; nothing of it is staged.
+    /// Transforms, types and stages several tenants' batches in one
+    /// transaction: they commit together or not at all. A refused batch
+    /// stages nothing and does not hold up the others.
     pub async fn ingest(
         &self,
         batches: Vec<TenantBatch>,
-    ) -> Result<Vec<Option<Outcome>>, StoreError> {
+    ) -> Result<Vec<Result<Outcome, Refused>>, IngestError> {
         let now = Utc::now();
         let mut plans = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -82,7 +125,11 @@ impl IngestService {
         {
             return Ok(plans.into_iter().map(|p| p.map(Plan::outcome)).collect());
         }
+        self.stage_plans(&mut plans).await?;
+        Ok(plans.into_iter().map(|p| p.map(Plan::outcome)).collect())
+    }
 
+    async fn stage_plans(&self, plans: &mut [Result<Plan, Refused>]) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut registered = false;
@@ -101,26 +148,66 @@ impl IngestService {
                 self.catalog.invalidate(plan.tenant);
             }
         }
-        Ok(plans.into_iter().map(|p| p.map(Plan::outcome)).collect())
+        Ok(())
     }
 
-    /// Checks everything that needs no write: envelope, window, catalog
-    /// lookup and value type. Unknown attributes of a tenant that allows
-    /// auto-registration are left pending for the transaction.
+    /// Runs the tenant's plugin, then checks everything that needs no
+    /// write: envelope, window, catalog lookup and value type. Unknown
+    /// attributes of a tenant that allows auto-registration are left
+    /// pending for the transaction.
     async fn plan(
         &self,
         batch: TenantBatch,
         now: DateTime<Utc>,
-    ) -> Result<Option<Plan>, StoreError> {
-        let Some(mut catalog) = self.catalog.get(batch.tenant).await? else {
-            return Ok(None);
+    ) -> Result<Result<Plan, Refused>, IngestError> {
+        let Some(catalog) = self.catalog.get(batch.tenant).await? else {
+            return Ok(Err(Refused::UnknownTenant));
         };
+        let mut plan = Plan {
+            tenant: batch.tenant,
+            catalog,
+            typed: Vec::new(),
+            pending: Vec::new(),
+            rejected: Vec::new(),
+            plugin: None,
+        };
+        let mut indices = Vec::with_capacity(batch.readings.len());
+        let mut readings = Vec::with_capacity(batch.readings.len());
+        for (index, r) in batch.readings.into_iter().enumerate() {
+            match r {
+                Ok(raw) => {
+                    indices.push(index);
+                    readings.push(raw);
+                }
+                Err(m) => plan.reject(index, None, RejectReason::Malformed(m)),
+            }
+        }
+        let mut of = None;
+        if let Some(transforms) = &self.transforms
+            && !readings.is_empty()
+        {
+            match transforms
+                .apply(batch.tenant, &readings, self.config.max_readings)
+                .await?
+            {
+                None => {}
+                Some(Applied::Transformed { run, readings: out }) => {
+                    plan.plugin = Some(run);
+                    indices = (0..out.len()).collect();
+                    readings = out;
+                    of = Some("plugin_output");
+                }
+                Some(Applied::PassedThrough { run }) => plan.plugin = Some(run),
+                Some(Applied::Rejected { run, message }) => {
+                    return Ok(Err(Refused::Plugin { run, message }));
+                }
+            }
+        }
+
         let window = &self.config.window;
-        let parsed: Vec<_> = batch
-            .readings
+        let parsed: Vec<_> = readings
             .into_iter()
-            .map(|r| {
-                let raw = r.map_err(RejectReason::Malformed)?;
+            .map(|raw| {
                 let (entity, etype, attr, ts) =
                     raw.parse_envelope(batch.default_ts, now, window)?;
                 Ok((entity, etype, attr, ts, raw.value))
@@ -132,27 +219,20 @@ impl IngestService {
                 .flatten()
                 .any(|(_, _, a, _, _)| !c.attributes.contains_key(a.as_str()))
         };
-        if unknown(&catalog) {
+        if unknown(&plan.catalog) {
             match self
                 .catalog
                 .reload_if_older(batch.tenant, UNKNOWN_RELOAD_EVERY)
                 .await?
             {
-                Some(fresh) => catalog = fresh,
-                None => return Ok(None),
+                Some(fresh) => plan.catalog = fresh,
+                None => return Ok(Err(Refused::UnknownTenant)),
             }
         }
 
-        let mut plan = Plan {
-            tenant: batch.tenant,
-            catalog,
-            typed: Vec::new(),
-            pending: Vec::new(),
-            rejected: Vec::new(),
-        };
-        for (index, p) in parsed.into_iter().enumerate() {
+        for (index, p) in indices.into_iter().zip(parsed) {
             match p {
-                Err(reason) => plan.reject(index, reason),
+                Err(reason) => plan.reject(index, of, reason),
                 Ok((entity, etype, attr, ts, value)) => {
                     match plan.catalog.attributes.get(attr.as_str()) {
                         Some(def) => {
@@ -166,11 +246,12 @@ impl IngestService {
                                 ts,
                             ) {
                                 Ok(t) => plan.typed.push(t),
-                                Err(reason) => plan.reject(index, reason),
+                                Err(reason) => plan.reject(index, of, reason),
                             }
                         }
                         None if plan.catalog.auto_register => plan.pending.push(Pending {
                             index,
+                            of,
                             entity,
                             etype,
                             attr,
@@ -178,18 +259,19 @@ impl IngestService {
                             value,
                         }),
                         None => {
-                            plan.reject(index, RejectReason::UnknownAttribute(attr.to_string()))
+                            plan.reject(index, of, RejectReason::UnknownAttribute(attr.to_string()))
                         }
                     }
                 }
             }
         }
-        Ok(Some(plan))
+        Ok(Ok(plan))
     }
 }
 
 struct Pending {
     index: usize,
+    of: Option<&'static str>,
     entity: atlas_core::EntityId,
     etype: Option<atlas_core::EntityType>,
     attr: AttributeName,
@@ -203,13 +285,15 @@ struct Plan {
     typed: Vec<TypedReading>,
     pending: Vec<Pending>,
     rejected: Vec<Rejection>,
+    plugin: Option<PluginRun>,
 }
 
 impl Plan {
-    fn reject(&mut self, index: usize, reason: RejectReason) {
+    fn reject(&mut self, index: usize, of: Option<&'static str>, reason: RejectReason) {
         self.rejected.push(Rejection {
             index,
             reason: reason.to_string(),
+            of,
         });
     }
 
@@ -225,6 +309,7 @@ impl Plan {
                     let Some(data_type) = DataType::infer(&p.value) else {
                         self.reject(
                             p.index,
+                            p.of,
                             RejectReason::Other(format!(
                                 "cannot auto-register attribute {:?} from value {}: use a number, bool or string",
                                 p.attr.as_str(),
@@ -248,17 +333,18 @@ impl Plan {
                 p.ts,
             ) {
                 Ok(t) => self.typed.push(t),
-                Err(reason) => self.reject(p.index, reason),
+                Err(reason) => self.reject(p.index, p.of, reason),
             }
         }
         Ok(!defs.is_empty())
     }
 
     fn outcome(mut self) -> Outcome {
-        self.rejected.sort_by_key(|r| r.index);
+        self.rejected.sort_by_key(|r| (r.of.is_some(), r.index));
         Outcome {
             accepted: self.typed.len(),
             rejected: self.rejected,
+            plugin: self.plugin,
         }
     }
 }

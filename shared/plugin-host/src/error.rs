@@ -35,3 +35,25 @@ pub enum PluginError {
     #[error("plugin host error: {0}")]
     Host(String),
 }
+
+impl PluginError {
+    /// A stable, machine-readable name for the error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Invalid(_) => "invalid_module",
+            PluginError::ForbiddenImport { .. } => "forbidden_import",
+            PluginError::MissingExport { .. } => "missing_export",
+            PluginError::AbiVersion { .. } => "abi_version",
+            PluginError::OutOfFuel { .. } => "fuel_limit",
+            PluginError::Timeout { .. } => "time_limit",
+            PluginError::MemoryLimit { .. } => "memory_limit",
+            PluginError::StackOverflow => "stack_limit",
+            PluginError::OutputTooLarge { .. } => "output_limit",
+            PluginError::OutputOutOfBounds { .. } => "output_out_of_bounds",
+            PluginError::Trap(_) => "trap",
+            PluginError::TooLarge { .. } => "module_too_large",
+            PluginError::MalformedOutput(_) => "malformed_output",
+            PluginError::Host(_) => "host_error",
+        }
+    }
+}

@@ -19,8 +19,6 @@ const MAX_WASM_STACK: usize = 256 << 10;
 /// At most this many log lines per call, each cut to `LOG_LINE_BYTES`.
 const LOG_LINES_PER_CALL: u32 = 20;
 const LOG_LINE_BYTES: usize = 512;
-/// The largest memory any tenant's limits may allow; sizes the pool.
-const MAX_MEMORY_CAP: usize = 256 << 20;
 /// Instances alive at once across the container (one per running call).
 const POOL_INSTANCES: u32 = 64;
 
@@ -98,7 +96,7 @@ impl Host {
             .total_tables(POOL_INSTANCES)
             .max_memories_per_module(1)
             .max_tables_per_module(1)
-            .max_memory_size(MAX_MEMORY_CAP);
+            .max_memory_size(Limits::CEILING.memory_bytes);
         let mut config = Config::new();
         config
             .consume_fuel(true)
@@ -134,20 +132,26 @@ impl Host {
     /// incompatible engine (another wasmtime version or CPU), the `.wasm`
     /// is compiled instead.
     pub fn load(&self, artifact: Option<&[u8]>, wasm: &[u8]) -> Result<Plugin, PluginError> {
-        if let Some(bytes) = artifact
-            && Engine::detect_precompiled(bytes).is_some()
-        {
-            // SAFETY: the artifact is one this host wrote with
-            // `Module::serialize` and stored by content hash; wasmtime checks
-            // the engine's compatibility hash before using it.
-            match unsafe { Module::deserialize(&self.engine, bytes) } {
-                Ok(module) => return self.prepare(module),
-                Err(e) => {
-                    tracing::info!(error = %e, "precompiled plugin is incompatible; compiling")
-                }
+        match artifact.and_then(|a| self.from_artifact(a)) {
+            Some(plugin) => plugin,
+            None => self.compile(wasm),
+        }
+    }
+
+    /// The plugin in a precompiled artifact, or `None` when this engine
+    /// cannot use it and the `.wasm` must be compiled.
+    pub fn from_artifact(&self, artifact: &[u8]) -> Option<Result<Plugin, PluginError>> {
+        Engine::detect_precompiled(artifact)?;
+        // SAFETY: artifacts are written only by this host's
+        // `Plugin::precompiled`, stored by content hash where tenants cannot
+        // write; wasmtime checks the engine's compatibility hash before use.
+        match unsafe { Module::deserialize(&self.engine, artifact) } {
+            Ok(module) => Some(self.prepare(module)),
+            Err(e) => {
+                tracing::info!(error = %e, "precompiled plugin is incompatible; compiling");
+                None
             }
         }
-        self.compile(wasm)
     }
 
     fn prepare(&self, module: Module) -> Result<Plugin, PluginError> {

@@ -48,7 +48,12 @@ pub fn decode_output(bytes: &[u8]) -> Result<Decoded, PluginError> {
 /// Everything an upload must pass: the size limit, compilation, the ABI
 /// and imports, and a dry run on `SAMPLE_BATCH` within `limits` whose
 /// output is a well-formed answer (rejecting the sample is allowed).
-pub fn check_upload(host: &Host, wasm: &[u8], limits: &Limits) -> Result<Plugin, PluginError> {
+/// Returns the plugin and the fuel the dry run used.
+pub fn check_upload(
+    host: &Host,
+    wasm: &[u8],
+    limits: &Limits,
+) -> Result<(Plugin, u64), PluginError> {
     if wasm.len() > MAX_MODULE_BYTES {
         return Err(PluginError::TooLarge {
             bytes: wasm.len(),
@@ -58,7 +63,7 @@ pub fn check_upload(host: &Host, wasm: &[u8], limits: &Limits) -> Result<Plugin,
     let plugin = host.compile(wasm)?;
     let out = plugin.call(host, SAMPLE_BATCH.as_bytes(), limits)?;
     decode_output(&out.bytes)?;
-    Ok(plugin)
+    Ok((plugin, out.fuel_used))
 }
 
 #[cfg(test)]
