@@ -375,7 +375,15 @@ async fn uploads_are_checked_and_every_error_is_typed() {
              (memory (export "memory") 1))"#,
     )
     .unwrap();
-    let cases: Vec<(&str, &str, Option<Vec<u8>>, StatusCode, &str)> = vec![
+    // (method, path, body, status, error code)
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<Vec<u8>>,
+        StatusCode,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "PUT",
             "/v1/plugins/x",
