@@ -257,3 +257,111 @@ async fn atlas_dev_without_a_database_runs_its_own_cluster() {
     std::fs::remove_dir_all(atlas_devstack::cluster::Cluster::data_dir(&dir).unwrap()).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Runs `atlas` with `args`; returns (success, stdout, stderr).
+fn atlas(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(atlas_bin())
+        .args(args)
+        .output()
+        .expect("run atlas");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_atlas_plugin_commands_take_a_plugin_from_a_file_to_ingest() {
+    let db = TestDb::new().await;
+    let dir = temp_dir();
+    let wasm = format!(
+        "{}/../plugins/target/wasm32-unknown-unknown/release/fahrenheit_to_celsius.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (ok, out, err) = atlas(&["plugin", "validate", &wasm]);
+    assert!(ok && out.contains("valid (ABI v1"), "{out}{err}");
+
+    let input = dir.join("batch.json");
+    std::fs::write(
+        &input,
+        r#"{"readings":[{"entity_id":1,"attribute":"temperature","value":212}]}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = atlas(&["plugin", "test", &wasm, "--input", input.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let answer: Value = serde_json::from_str(&out).expect("the output is the plugin's JSON");
+    assert_eq!(answer["readings"][0]["value"], 100.0);
+    assert!(err.contains("fuel used: "), "{err}");
+    let (ok, _, err) = atlas(&[
+        "plugin",
+        "test",
+        &wasm,
+        "--input",
+        input.to_str().unwrap(),
+        "--fuel",
+        "100",
+    ]);
+    assert!(!ok && err.contains("fuel limit"), "{err}");
+
+    let not_wasm = dir.join("not.wasm");
+    std::fs::write(&not_wasm, b"(module)").unwrap();
+    let (ok, _, err) = atlas(&["plugin", "validate", not_wasm.to_str().unwrap()]);
+    assert!(!ok && err.contains("not valid WebAssembly"), "{err}");
+
+    let dev = Dev::start(&["--database-url", &db.url], &dir);
+    let t = token(3, &dir);
+    let api = ["--api-url", dev.url.as_str(), "--token", t.as_str()];
+    let upload: Vec<&str> = ["plugin", "upload", &wasm, "--name", "f2c", "--activate"]
+        .into_iter()
+        .chain(api)
+        .collect();
+    let (ok, out, err) = atlas(&upload);
+    assert!(ok, "{err}");
+    assert!(err.contains("version 1 is now active"), "{err}");
+    let active: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (active["name"].as_str(), active["active"].as_bool()),
+        (Some("f2c"), Some(true))
+    );
+
+    let (status, out) = post(
+        &dev.url,
+        Some(&t),
+        &json!({"readings": [{"entity_id": 9, "attribute": "temperature", "value": 212}]}),
+    )
+    .await;
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(out["plugin"]["name"], "f2c", "{out}");
+
+    let list: Vec<&str> = ["plugin", "list"].into_iter().chain(api).collect();
+    let (ok, out, err) = atlas(&list);
+    assert!(ok, "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["plugins"][0]["active_version"], 1, "{list}");
+    let missing: Vec<&str> = ["plugin", "activate", "--name", "f2c", "--version", "9"]
+        .into_iter()
+        .chain(api)
+        .collect();
+    let (ok, _, err) = atlas(&missing);
+    assert!(
+        !ok && err.contains("404") && err.contains("has no version 9"),
+        "{err}"
+    );
+
+    let owner = db.owner().await;
+    wait_for(
+        async || {
+            count(
+                &owner,
+                "SELECT count(*) FROM entity_values_ts WHERE tenant_id = 3 AND value_decimal = 100",
+            )
+            .await
+                == 1
+        },
+        "the converted reading",
+    )
+    .await;
+    assert!(dev.interrupt().success());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod plugin;
+
 #[derive(Parser)]
 #[command(
     name = "atlas",
@@ -51,47 +53,7 @@ enum Command {
     Bench(Bench),
     /// Tools for plugin authors.
     #[command(subcommand)]
-    Plugin(PluginCmd),
-}
-
-#[derive(Subcommand)]
-enum PluginCmd {
-    /// Run the upload checks on a module: size, ABI, imports, a dry run.
-    Validate {
-        file: PathBuf,
-        #[command(flatten)]
-        limits: LimitArgs,
-    },
-    /// Run a module on a batch with upload limits; print its output and the fuel it used.
-    Test {
-        file: PathBuf,
-        /// A request body: {"readings": [...]}.
-        #[arg(long)]
-        input: PathBuf,
-        #[command(flatten)]
-        limits: LimitArgs,
-    },
-}
-
-#[derive(Args)]
-struct LimitArgs {
-    #[arg(long, default_value_t = atlas_plugin_host::Limits::default().fuel)]
-    fuel: u64,
-    #[arg(long, default_value_t = atlas_plugin_host::Limits::default().timeout.as_millis() as u64)]
-    timeout_ms: u64,
-    #[arg(long, default_value_t = (atlas_plugin_host::Limits::default().memory_bytes >> 20) as u64)]
-    memory_mb: u64,
-}
-
-impl LimitArgs {
-    fn limits(&self) -> atlas_plugin_host::Limits {
-        atlas_plugin_host::Limits {
-            fuel: self.fuel,
-            timeout: std::time::Duration::from_millis(self.timeout_ms),
-            memory_bytes: (self.memory_mb as usize) << 20,
-            ..Default::default()
-        }
-    }
+    Plugin(plugin::PluginCmd),
 }
 
 #[derive(Subcommand)]
@@ -193,41 +155,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 signer.issue(tenant, chrono::Duration::hours(ttl_hours))?
             );
         }
-        Command::Plugin(PluginCmd::Validate { file, limits }) => {
-            let wasm = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let host = atlas_plugin_host::Host::new()?;
-            let (_, fuel) = atlas_plugin_host::check_upload(&host, &wasm, &limits.limits())?;
-            println!(
-                "{}: valid (ABI v{}, {} bytes, dry run used {fuel} fuel)",
-                file.display(),
-                atlas_plugin_host::ABI_VERSION,
-                wasm.len()
-            );
-        }
-        Command::Plugin(PluginCmd::Test {
-            file,
-            input,
-            limits,
-        }) => {
-            let wasm = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let input = std::fs::read(&input).map_err(|e| format!("{}: {e}", input.display()))?;
-            let host = atlas_plugin_host::Host::new()?;
-            let plugin = host.compile(&wasm)?;
-            let started = std::time::Instant::now();
-            let out = plugin.call(&host, &input, &limits.limits())?;
-            let took = started.elapsed();
-            atlas_plugin_host::decode_output(&out.bytes)?;
-            let pretty = serde_json::from_slice::<serde_json::Value>(&out.bytes)
-                .and_then(|v| serde_json::to_string_pretty(&v))
-                .unwrap_or_else(|_| String::from_utf8_lossy(&out.bytes).into_owned());
-            println!("{pretty}");
-            eprintln!(
-                "fuel used: {}  call: {:.3} ms  instantiate: {} us",
-                out.fuel_used,
-                took.as_secs_f64() * 1e3,
-                out.instantiate.as_micros()
-            );
-        }
+        Command::Plugin(cmd) => plugin::run(cmd).await?,
         Command::Bench(Bench::Plugin(b)) => {
             let opts = atlas_bench::plugin::Options {
                 batch: b.batch,

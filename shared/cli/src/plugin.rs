@@ -1,0 +1,237 @@
+//! `atlas plugin`: check and try a module locally with the limits ingest
+//! would apply, then manage the tenant's plugins through the API.
+
+use std::path::{Path, PathBuf};
+
+use atlas_plugin_host::{Host, Limits};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::BoxError;
+
+#[derive(Subcommand)]
+pub enum PluginCmd {
+    /// Run the upload checks on a module: size, ABI, imports, a dry run.
+    Validate {
+        file: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Run a module on a batch with upload limits; print its output and the fuel it used.
+    Test {
+        file: PathBuf,
+        /// A request body: {"readings": [...]}.
+        #[arg(long)]
+        input: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Upload a module as the plugin's next version (inactive unless --activate).
+    Upload {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// What ingest does when the plugin fails: reject the batch (422) or
+        /// stage it untransformed.
+        #[arg(long, default_value = "reject", value_parser = ["reject", "pass_through"])]
+        on_failure: String,
+        /// Make the new version the tenant's active plugin.
+        #[arg(long)]
+        activate: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Make a version the tenant's active plugin; rolling back is
+    /// activating an older version.
+    Activate {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: u32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The tenant's plugins and their versions.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Deactivate a plugin and remove it from the list.
+    Delete {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct LimitArgs {
+    #[arg(long, default_value_t = Limits::default().fuel)]
+    fuel: u64,
+    #[arg(long, default_value_t = Limits::default().timeout.as_millis() as u64)]
+    timeout_ms: u64,
+    #[arg(long, default_value_t = (Limits::default().memory_bytes >> 20) as u64)]
+    memory_mb: u64,
+    #[arg(long, default_value_t = (Limits::default().output_bytes >> 10) as u64)]
+    output_kb: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<Limits, BoxError> {
+        let limits = Limits {
+            fuel: self.fuel,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            memory_bytes: (self.memory_mb as usize) << 20,
+            output_bytes: (self.output_kb as usize) << 10,
+        };
+        limits.check()?;
+        Ok(limits)
+    }
+}
+
+#[derive(Args)]
+pub struct ApiArgs {
+    /// The Atlas API: `atlas dev`'s, or the API Gateway URL.
+    #[arg(long, env = "ATLAS_API_URL", default_value = "http://127.0.0.1:9000")]
+    api_url: String,
+    /// A bearer token for the tenant (locally: `atlas token --tenant ID`).
+    #[arg(long, env = "ATLAS_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+pub async fn run(cmd: PluginCmd) -> Result<(), BoxError> {
+    match cmd {
+        PluginCmd::Validate { file, limits } => {
+            let wasm = read(&file)?;
+            let (_, fuel) =
+                atlas_plugin_host::check_upload(&*Host::new()?, &wasm, &limits.limits()?)?;
+            println!(
+                "{}: valid (ABI v{}, {} bytes, dry run used {fuel} fuel)",
+                file.display(),
+                atlas_plugin_host::ABI_VERSION,
+                wasm.len()
+            );
+        }
+        PluginCmd::Test {
+            file,
+            input,
+            limits,
+        } => {
+            let (wasm, input) = (read(&file)?, read(&input)?);
+            let host = Host::new()?;
+            let plugin = host.compile(&wasm)?;
+            let started = std::time::Instant::now();
+            let out = plugin.call(&host, &input, &limits.limits()?)?;
+            let took = started.elapsed();
+            atlas_plugin_host::decode_output(&out.bytes)?;
+            let pretty = serde_json::from_slice::<Value>(&out.bytes)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| String::from_utf8_lossy(&out.bytes).into_owned());
+            println!("{pretty}");
+            eprintln!(
+                "fuel used: {}  call: {:.3} ms  instantiate: {} us",
+                out.fuel_used,
+                took.as_secs_f64() * 1e3,
+                out.instantiate.as_micros()
+            );
+        }
+        PluginCmd::Upload {
+            file,
+            name,
+            limits,
+            on_failure,
+            activate,
+            api,
+        } => {
+            let wasm = read(&file)?;
+            let l = limits.limits()?;
+            let path = format!(
+                "/v1/plugins/{name}?fuel={}&timeout_ms={}&memory_mb={}&output_kb={}&on_failure={on_failure}",
+                l.fuel,
+                l.timeout.as_millis(),
+                l.memory_bytes >> 20,
+                l.output_bytes >> 10
+            );
+            let up = api.call(reqwest::Method::PUT, &path, Some(wasm)).await?;
+            let version = up["version"].as_i64().unwrap_or_default();
+            let verb = if up["created"] == true {
+                "uploaded as"
+            } else {
+                "unchanged: already"
+            };
+            eprintln!(
+                "{name}: {verb} version {version} (sha256 {})",
+                up["sha256"].as_str().unwrap_or("?")
+            );
+            if activate {
+                let path = format!("/v1/plugins/{name}/versions/{version}/activate");
+                let active = api.call(reqwest::Method::POST, &path, None).await?;
+                eprintln!("{name}: version {version} is now active");
+                println!("{}", serde_json::to_string_pretty(&active)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&up)?);
+            }
+        }
+        PluginCmd::Activate { name, version, api } => {
+            let path = format!("/v1/plugins/{name}/versions/{version}/activate");
+            let active = api.call(reqwest::Method::POST, &path, None).await?;
+            println!("{}", serde_json::to_string_pretty(&active)?);
+        }
+        PluginCmd::List { api } => {
+            let list = api.call(reqwest::Method::GET, "/v1/plugins", None).await?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        PluginCmd::Delete { name, api } => {
+            let path = format!("/v1/plugins/{name}");
+            let out = api.call(reqwest::Method::DELETE, &path, None).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BoxError> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+impl ApiArgs {
+    /// One API call; a non-2xx answer becomes an error carrying the API's
+    /// own code and message.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Value, BoxError> {
+        let url = format!("{}{path}", self.api_url.trim_end_matches('/'));
+        let mut req = reqwest::Client::new()
+            .request(method.clone(), &url)
+            .bearer_auth(self.token.trim());
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                .body(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{method} {url}: {e} (is `atlas dev` running?)"))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let json: Value = serde_json::from_str(&text)
+            .map_err(|_| format!("{method} {url} answered {status}: {text}"))?;
+        if !status.is_success() {
+            let e = &json["error"];
+            return Err(format!(
+                "{method} {url} answered {status}: {}: {}",
+                e["code"].as_str().unwrap_or("error"),
+                e["message"].as_str().unwrap_or(&text)
+            )
+            .into());
+        }
+        Ok(json)
+    }
+}
