@@ -1,4 +1,4 @@
-# API Gateway HTTP API in front of ingest. The JWT authorizer checks the
+# API Gateway HTTP API in front of ingest and the query API. The JWT authorizer checks the
 # identity provider's token; the function reads the tenant from the
 # authorizer context (claim tenant_id), never from the body.
 resource "aws_apigatewayv2_api" "http" {
@@ -46,6 +46,32 @@ resource "aws_lambda_permission" "api_ingest" {
   statement_id  = "AllowApiGateway"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.function["ingest"].function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
+}
+
+resource "aws_apigatewayv2_integration" "query_api" {
+  api_id                 = aws_apigatewayv2_api.http.id
+  integration_type       = "AWS_PROXY"
+  integration_uri        = aws_lambda_function.function["query-api"].invoke_arn
+  payload_format_version = "2.0"
+}
+
+# The plugin registry: the function routes methods and paths itself and
+# answers anything else with a typed 404 or 405.
+resource "aws_apigatewayv2_route" "plugins" {
+  for_each           = toset(["ANY /v1/plugins", "ANY /v1/plugins/{proxy+}"])
+  api_id             = aws_apigatewayv2_api.http.id
+  route_key          = each.value
+  target             = "integrations/${aws_apigatewayv2_integration.query_api.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_lambda_permission" "api_query" {
+  statement_id  = "AllowApiGateway"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.function["query-api"].function_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
 }

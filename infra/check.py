@@ -85,10 +85,19 @@ for r in blocks("resource"):
     for kind, named in r.items():
         if unquote(kind) == "aws_apigatewayv2_route":
             for body in named.values():
-                routes.append(unquote(body["route_key"]))
+                key = unquote(body["route_key"])
+                if key == "${each.value}":
+                    routes += re.findall(r'"([^"]+)"', body["for_each"])
+                else:
+                    routes.append(key)
 ingest_path = re.search(r'pub const PATH: &str = "([^"]+)"', open(os.path.join(ROOT, "shared/ingest/src/http.rs")).read())
 if f"POST {ingest_path.group(1)}" not in routes:
     errors.append(f"no API Gateway route for POST {ingest_path.group(1)}; routes: {routes}")
+
+plugins_prefix = re.search(r'pub const PREFIX: &str = "([^"]+)"', open(os.path.join(ROOT, "shared/plugins/src/http.rs")).read())
+for key in (f"ANY {plugins_prefix.group(1)}", f"ANY {plugins_prefix.group(1)}/{{proxy+}}"):
+    if key not in routes:
+        errors.append(f"no API Gateway route for {key}; routes: {routes}")
 
 # 6. Sample events are valid JSON.
 for p in glob.glob(os.path.join(ROOT, "events", "*.json")):

@@ -15,6 +15,9 @@ locals {
     RUST_LOG                 = "info"
   }
 
+  # Plugin modules and their precompiled artifacts, by SHA-256.
+  plugin_store = "s3://${aws_s3_bucket.plugins.bucket}/"
+
   functions = {
     ingest = {
       description = "Authenticates, types and stages telemetry (API Gateway + MSK)."
@@ -24,6 +27,16 @@ locals {
         ATLAS_MAX_BODY_BYTES = tostring(var.max_body_bytes)
         ATLAS_MAX_READINGS   = tostring(var.max_readings)
         ATLAS_CATALOG_TTL_MS = "5000"
+        ATLAS_OBJECT_STORE   = local.plugin_store
+      }
+    }
+    query-api = {
+      description = "Serves the API's reads and the plugin registry (API Gateway)."
+      # Uploads compile the module with Cranelift; more memory is more CPU.
+      memory  = 1769
+      timeout = 30
+      env = {
+        ATLAS_OBJECT_STORE = local.plugin_store
       }
     }
     flusher = {

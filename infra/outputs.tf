@@ -7,3 +7,8 @@ output "function_names" {
   description = "Lambda function names by role."
   value       = { for k, f in aws_lambda_function.function : k => f.function_name }
 }
+
+output "plugin_bucket" {
+  description = "S3 bucket holding tenant plugin modules."
+  value       = aws_s3_bucket.plugins.bucket
+}

@@ -46,6 +46,9 @@ pub struct Options {
     pub flushers: usize,
     pub flush_batch: i64,
     pub raw_copy_streams: usize,
+    /// A plugin module to make every tenant's active plugin. The run is
+    /// then made twice, without and with it, side by side.
+    pub plugin: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -62,6 +65,7 @@ impl Default for Options {
             flushers: 2,
             flush_batch: 20_000,
             raw_copy_streams: 2,
+            plugin: None,
         }
     }
 }
@@ -81,6 +85,18 @@ pub struct Report {
     pub writers: usize,
     pub flushers: usize,
     pub raw_copy_streams: usize,
+    /// With `--plugin`: its file name, the same run without it, and how
+    /// much slower acknowledgement and the whole path were with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values_per_sec_without_plugin: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_values_per_sec_without_plugin: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_ack_slowdown: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_slowdown: Option<f64>,
 }
 
 /// One generated reading, kept typed for the raw COPY baseline.
@@ -130,30 +146,122 @@ pub async fn run(opts: &Options) -> Result<Report, BoxError> {
         "setting up scratch databases on {}",
         atlas_store::redact_url(&opts.server_url)
     );
+    let plugin = match &opts.plugin {
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        None => None,
+    };
     let db = ScratchDb::create(&opts.server_url, format!("atlas_bench_ingest_{tag}")).await?;
     let raw_db = ScratchDb::create(&opts.server_url, format!("atlas_bench_rawcopy_{tag}")).await?;
-    let result = measure(opts, &db, &raw_db).await;
+    let plugin_db = match plugin {
+        Some(_) => {
+            Some(ScratchDb::create(&opts.server_url, format!("atlas_bench_plugin_{tag}")).await?)
+        }
+        None => None,
+    };
+    let result = measure(
+        opts,
+        &db,
+        &raw_db,
+        plugin_db.as_ref().zip(plugin.as_deref()),
+    )
+    .await;
     db.drop_now().await?;
     raw_db.drop_now().await?;
+    if let Some(d) = plugin_db {
+        d.drop_now().await?;
+    }
     result
 }
 
-async fn measure(opts: &Options, db: &ScratchDb, raw_db: &ScratchDb) -> Result<Report, BoxError> {
-    provision(opts, &db.url).await?;
+async fn measure(
+    opts: &Options,
+    db: &ScratchDb,
+    raw_db: &ScratchDb,
+    plugin: Option<(&ScratchDb, &[u8])>,
+) -> Result<Report, BoxError> {
     let raw_attr_ids = provision(opts, &raw_db.url).await?;
     eprintln!("generating {} readings", opts.readings);
     let (rows, requests) = generate(opts);
+    let requests = Arc::new(requests);
 
-    let mut app = DbConfig::new(&db.url, DbRole::App);
+    let base = pass(opts, &db.url, requests.clone(), None).await?;
+    let with = match plugin {
+        Some((plugin_db, wasm)) => Some(pass(opts, &plugin_db.url, requests, Some(wasm)).await?),
+        None => None,
+    };
+    eprintln!(
+        "raw COPY of the same rows into a fresh entity_values_ts ({} streams)",
+        opts.raw_copy_streams
+    );
+    let raw = raw_copy(&raw_db.url, &rows, &raw_attr_ids, opts.raw_copy_streams).await?;
+
+    let n = opts.readings as f64;
+    let raw_copy_values_per_sec = n / raw.as_secs_f64();
+    let main = with.as_ref().unwrap_or(&base);
+    let values_per_sec = n / main.drained.as_secs_f64();
+    let ack = n / main.acked.as_secs_f64();
+    let (base_values, base_ack) = (n / base.drained.as_secs_f64(), n / base.acked.as_secs_f64());
+    let slowdown = |with: f64, without: f64| ((1.0 - with / without) * 1000.0).round() / 1000.0;
+    let mut lags = main.lags.clone();
+    Ok(Report {
+        bench: "ingest",
+        readings: opts.readings,
+        values_per_sec: round(values_per_sec),
+        raw_copy_values_per_sec: round(raw_copy_values_per_sec),
+        ratio: (values_per_sec / raw_copy_values_per_sec * 1000.0).round() / 1000.0,
+        flush_lag_p99_ms: round(percentile(&mut lags, 0.99)),
+        lost: main.lost,
+        duplicated: main.duplicated,
+        ack_values_per_sec: round(ack),
+        writers: opts.writers,
+        flushers: opts.flushers,
+        raw_copy_streams: opts.raw_copy_streams,
+        plugin: opts
+            .plugin
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|f| f.to_string_lossy().into_owned()),
+        values_per_sec_without_plugin: with.as_ref().map(|_| round(base_values)),
+        ack_values_per_sec_without_plugin: with.as_ref().map(|_| round(base_ack)),
+        plugin_ack_slowdown: with.as_ref().map(|_| slowdown(ack, base_ack)),
+        plugin_slowdown: with.as_ref().map(|_| slowdown(values_per_sec, base_values)),
+    })
+}
+
+/// One run of the write path over `requests`: ingest writers and flushers
+/// at once, then the audit.
+struct Pass {
+    acked: Duration,
+    drained: Duration,
+    lags: Vec<f64>,
+    lost: i64,
+    duplicated: i64,
+}
+
+async fn pass(
+    opts: &Options,
+    url: &str,
+    requests: Arc<Vec<(TenantId, String)>>,
+    plugin: Option<&[u8]>,
+) -> Result<Pass, BoxError> {
+    provision(opts, url).await?;
+    let mut app = DbConfig::new(url, DbRole::App);
     app.max_connections = opts.writers;
-    let mut worker = DbConfig::new(&db.url, DbRole::Worker);
+    let mut worker = DbConfig::new(url, DbRole::Worker);
     worker.max_connections = opts.flushers;
     let (app, worker) = (app.pool()?, worker.pool()?);
     let cfg = IngestConfig {
         max_readings: opts.batch,
         ..IngestConfig::default()
     };
-    let svc = Arc::new(IngestService::new(app, cfg));
+    let mut svc = IngestService::new(app.clone(), cfg.clone());
+    if let Some(wasm) = plugin {
+        svc = svc.with_transforms(
+            crate::plugin::activate_for_all(opts.tenants, wasm, &app, &worker, cfg.catalog_ttl)
+                .await?,
+        );
+    }
+    let svc = Arc::new(svc);
     let flush_cfg = FlushConfig {
         batch_size: opts.flush_batch,
         ..FlushConfig::default()
@@ -165,8 +273,11 @@ async fn measure(opts: &Options, db: &ScratchDb, raw_db: &ScratchDb) -> Result<R
         )
         .expect("static template"),
     );
-    bar.set_message("ingesting");
-    let requests = Arc::new(requests);
+    bar.set_message(if plugin.is_some() {
+        "+plugin"
+    } else {
+        "ingesting"
+    });
     let next = Arc::new(AtomicUsize::new(0));
     let writers_done = Arc::new(AtomicBool::new(false));
     let lags = Arc::new(Mutex::new(Vec::new()));
@@ -248,30 +359,14 @@ async fn measure(opts: &Options, db: &ScratchDb, raw_db: &ScratchDb) -> Result<R
         drained.as_secs_f64()
     );
 
-    let (lost, duplicated) = audit(&db.url, opts.readings as i64).await?;
-    eprintln!(
-        "raw COPY of the same rows into a fresh entity_values_ts ({} streams)",
-        opts.raw_copy_streams
-    );
-    let raw = raw_copy(&raw_db.url, &rows, &raw_attr_ids, opts.raw_copy_streams).await?;
-
-    let mut lags = std::mem::take(&mut *lags.lock().await);
-    let n = opts.readings as f64;
-    let values_per_sec = n / drained.as_secs_f64();
-    let raw_copy_values_per_sec = n / raw.as_secs_f64();
-    Ok(Report {
-        bench: "ingest",
-        readings: opts.readings,
-        values_per_sec: round(values_per_sec),
-        raw_copy_values_per_sec: round(raw_copy_values_per_sec),
-        ratio: (values_per_sec / raw_copy_values_per_sec * 1000.0).round() / 1000.0,
-        flush_lag_p99_ms: round(percentile(&mut lags, 0.99)),
+    let (lost, duplicated) = audit(url, opts.readings as i64).await?;
+    let lags = std::mem::take(&mut *lags.lock().await);
+    Ok(Pass {
+        acked,
+        drained,
+        lags,
         lost,
         duplicated,
-        ack_values_per_sec: round(n / acked.as_secs_f64()),
-        writers: opts.writers,
-        flushers: opts.flushers,
-        raw_copy_streams: opts.raw_copy_streams,
     })
 }
 

@@ -137,3 +137,49 @@ fn ms(d: Duration) -> f64 {
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+/// For `atlas bench ingest --plugin`: uploads `wasm` through the registry
+/// (checked like any upload) for tenant 1, makes the same version every
+/// bench tenant's active plugin, and returns the transform step ingest
+/// would run, loading from a scratch directory.
+pub async fn activate_for_all(
+    tenants: usize,
+    wasm: &[u8],
+    app: &atlas_store::Pool,
+    worker: &atlas_store::Pool,
+    ttl: Duration,
+) -> Result<atlas_plugins::Transforms, BoxError> {
+    let dir = std::env::temp_dir().join(format!("atlas-bench-objects-{}", std::process::id()));
+    let objects: std::sync::Arc<dyn atlas_objects::ObjectStore> =
+        std::sync::Arc::new(atlas_objects::LocalDir::new(dir));
+    let host = Host::new()?;
+    let registry = atlas_plugins::Registry::new(app.clone(), objects.clone(), host.clone());
+    let tenant = atlas_core::TenantId::new(1)?;
+    let name = atlas_plugins::PluginName::parse("bench")?;
+    let up = registry
+        .upload(tenant, &name, wasm.to_vec(), Default::default())
+        .await?;
+    registry.activate(tenant, &name, up.version.version).await?;
+    worker
+        .get()
+        .await?
+        .execute(
+            "INSERT INTO tenant_plugins (tenant_id, name, version, sha256, size_bytes, fuel, timeout_ms, \
+                                         memory_bytes, output_bytes, on_failure, active) \
+             SELECT t, name, version, sha256, size_bytes, fuel, timeout_ms, memory_bytes, output_bytes, \
+                    on_failure, true \
+             FROM tenant_plugins, generate_series(2, $1::bigint) t WHERE tenant_id = 1 AND active",
+            &[&(tenants as i64)],
+        )
+        .await?;
+    eprintln!(
+        "plugin {} ({} bytes, sha256 {}) active for all {tenants} tenants",
+        name, up.version.size_bytes, up.version.sha256
+    );
+    Ok(atlas_plugins::Transforms::new(
+        app.clone(),
+        objects,
+        host,
+        ttl,
+    ))
+}

@@ -97,6 +97,11 @@ struct IngestBench {
     /// Staging rows per flush transaction.
     #[arg(long, default_value_t = 20_000)]
     flush_batch: i64,
+    /// Make this module every tenant's plugin and run the benchmark without
+    /// and then with it, side by side. It must keep readings acceptable to
+    /// the bench catalog (attr_00..attr_49).
+    #[arg(long)]
+    plugin: Option<PathBuf>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -177,6 +182,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 flushers: b.flushers,
                 batch: b.batch,
                 flush_batch: b.flush_batch,
+                plugin: b.plugin,
                 ..defaults
             };
             let report = atlas_bench::ingest::run(&opts).await?;
