@@ -14,7 +14,13 @@
 //! No dependencies, and Rust 1.63 is enough, so any toolchain with a
 //! wasm32 standard library builds it.
 
+#[cfg(target_arch = "wasm32")]
+mod bump;
 mod json;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: bump::Bump = bump::Bump;
 
 /// The ABI version this SDK implements.
 pub const ABI_VERSION: i32 = 1;

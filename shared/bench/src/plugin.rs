@@ -45,6 +45,11 @@ pub struct Report {
     /// Compiling the `.wasm` from scratch, which the precompiled artifact avoids.
     pub compile_ms: f64,
     pub fuel_per_record: f64,
+    /// The payload's round trip alone (host encode, guest decode and
+    /// encode, host decode), natively: the ABI's JSON against a compact
+    /// binary form of the same readings.
+    pub json_codec_ns_per_record: f64,
+    pub binary_codec_ns_per_record: f64,
 }
 
 pub fn run(opts: &Options) -> Result<Report, BoxError> {
@@ -89,6 +94,7 @@ pub fn run(opts: &Options) -> Result<Report, BoxError> {
         native_t.push(t.elapsed());
         std::hint::black_box(native);
     }
+    let (json_codec, binary_codec) = crate::codec::measure(&input, opts.iterations)?;
     let per_record = |d: Duration| d.as_nanos() as f64 / opts.batch as f64;
     let (w, n) = (
         per_record(median(&mut wasm_t)),
@@ -104,6 +110,8 @@ pub fn run(opts: &Options) -> Result<Report, BoxError> {
         cold_load_ms: round(ms(median(&mut loads))),
         compile_ms: round(compile_ms),
         fuel_per_record: round(first.fuel_used as f64 / opts.batch as f64),
+        json_codec_ns_per_record: round(json_codec),
+        binary_codec_ns_per_record: round(binary_codec),
     })
 }
 

@@ -19,6 +19,10 @@ const MAX_WASM_STACK: usize = 256 << 10;
 /// At most this many log lines per call, each cut to `LOG_LINE_BYTES`.
 const LOG_LINES_PER_CALL: u32 = 20;
 const LOG_LINE_BYTES: usize = 512;
+/// A freed slot's first bytes are zeroed in place rather than returned to
+/// the kernel, so the next call does not fault them back in: a plugin's
+/// stack and small heap live there.
+const KEEP_RESIDENT: usize = 1 << 20;
 /// Instances alive at once across the container (one per running call).
 const POOL_INSTANCES: u32 = 64;
 
@@ -96,7 +100,9 @@ impl Host {
             .total_tables(POOL_INSTANCES)
             .max_memories_per_module(1)
             .max_tables_per_module(1)
-            .max_memory_size(Limits::CEILING.memory_bytes);
+            .max_memory_size(Limits::CEILING.memory_bytes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
         let mut config = Config::new();
         config
             .consume_fuel(true)
