@@ -92,16 +92,7 @@ impl<'a> Parser<'a> {
             Some(b'f') => self.word("false", Json::Bool(false)),
             Some(b'n') => self.word("null", Json::Null),
             Some(b'-') | Some(b'0'..=b'9') => {
-                let start = self.i;
-                while self.i < self.s.len()
-                    && matches!(
-                        self.s[self.i],
-                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                    )
-                {
-                    self.i += 1;
-                }
-                let text = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+                let text = self.number_text();
                 if text.parse::<f64>().is_err() {
                     return self.err("bad number");
                 }
@@ -109,6 +100,20 @@ impl<'a> Parser<'a> {
             }
             _ => self.err("expected a value"),
         }
+    }
+
+    /// The characters a number may have, unchecked; callers parse them.
+    fn number_text(&mut self) -> &'a str {
+        let start = self.i;
+        while self.i < self.s.len()
+            && matches!(
+                self.s[self.i],
+                b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+            )
+        {
+            self.i += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.i]).unwrap_or("")
     }
 
     fn word(&mut self, w: &str, v: Json) -> Result<Json, String> {
@@ -208,16 +213,7 @@ impl<'a> Parser<'a> {
         match self.s.get(self.i) {
             Some(b'"') => self.string().map(Field::Str),
             Some(b'-') | Some(b'0'..=b'9') => {
-                let start = self.i;
-                while self.i < self.s.len()
-                    && matches!(
-                        self.s[self.i],
-                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                    )
-                {
-                    self.i += 1;
-                }
-                let text = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+                let text = self.number_text();
                 // Integers (every entity id) skip the costlier float parse.
                 if let Ok(i) = text.parse::<i64>() {
                     return Ok(Field::Number(i as f64, Some(i)));
