@@ -301,16 +301,7 @@ impl<'a> Parser<'a> {
 pub(crate) fn decode_batch(input: &[u8]) -> Result<Vec<Reading>, String> {
     let mut p = Parser { s: input, i: 0 };
     if !p.eat(b'{') {
-        p.ws();
-        return if p.i < input.len()
-            && matches!(
-                input[p.i],
-                b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9'
-            ) {
-            Err("input must be an object".into())
-        } else {
-            p.err("expected a value")
-        };
+        return p.err("expected an object");
     }
     let mut readings = None;
     if !p.eat(b'}') {
@@ -454,6 +445,14 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    #[test]
+    fn what_is_not_json_says_where() {
+        for bad in [&b"not json"[..], b"[1]", b"", b"{\"readings\":[{\"a\" 1}]}"] {
+            let e = decode_batch(bad).unwrap_err();
+            assert!(e.starts_with("invalid input JSON at byte "), "{}", e);
         }
     }
 
