@@ -30,6 +30,16 @@ locals {
         ATLAS_OBJECT_STORE   = local.plugin_store
       }
     }
+    heartbeat = {
+      description = "Writes replication_heartbeat every few seconds; replica lag is read from it."
+      memory      = 128
+      timeout     = 70
+      env = {
+        ATLAS_HEARTBEAT_INTERVAL_MS    = "5000"
+        ATLAS_HEARTBEAT_RETENTION_SECS = "86400"
+        ATLAS_HEARTBEAT_STOP_MARGIN_MS = "2000"
+      }
+    }
     query-api = {
       description = "Serves the API's reads and the plugin registry (API Gateway)."
       # Uploads compile the module with Cranelift; more memory is more CPU.

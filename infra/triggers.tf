@@ -1,21 +1,44 @@
-# The flusher runs every minute and loops inside each invocation until
-# shortly before its deadline; two overlapping runs are safe (SKIP LOCKED).
-resource "aws_cloudwatch_event_rule" "flusher" {
-  name                = "${local.name}-flusher"
+# The flusher and the heartbeat run every minute and loop inside each
+# invocation until shortly before its deadline; two overlapping runs are
+# safe for both (SKIP LOCKED).
+locals {
+  scheduled = toset(["flusher", "heartbeat"])
+}
+
+resource "aws_cloudwatch_event_rule" "schedule" {
+  for_each            = local.scheduled
+  name                = "${local.name}-${each.key}"
   schedule_expression = "rate(1 minute)"
 }
 
-resource "aws_cloudwatch_event_target" "flusher" {
-  rule = aws_cloudwatch_event_rule.flusher.name
-  arn  = aws_lambda_function.function["flusher"].arn
+resource "aws_cloudwatch_event_target" "schedule" {
+  for_each = local.scheduled
+  rule     = aws_cloudwatch_event_rule.schedule[each.key].name
+  arn      = aws_lambda_function.function[each.key].arn
 }
 
-resource "aws_lambda_permission" "events_flusher" {
+resource "aws_lambda_permission" "schedule" {
+  for_each      = local.scheduled
   statement_id  = "AllowEventBridge"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.function["flusher"].function_name
+  function_name = aws_lambda_function.function[each.key].function_name
   principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.flusher.arn
+  source_arn    = aws_cloudwatch_event_rule.schedule[each.key].arn
+}
+
+moved {
+  from = aws_cloudwatch_event_rule.flusher
+  to   = aws_cloudwatch_event_rule.schedule["flusher"]
+}
+
+moved {
+  from = aws_cloudwatch_event_target.flusher
+  to   = aws_cloudwatch_event_target.schedule["flusher"]
+}
+
+moved {
+  from = aws_lambda_permission.events_flusher
+  to   = aws_lambda_permission.schedule["flusher"]
 }
 
 # Raw telemetry from MSK into the same ingest function.

@@ -216,6 +216,12 @@ async fn atlas_dev_serves_the_write_path_on_a_given_database() {
         .unwrap()
         .get(0);
     assert_eq!(hot, json!({"temperature": 21.5, "region": "eu-west-1"}));
+    // The heartbeat runs on its own timer too.
+    wait_for(
+        async || count(&owner, "SELECT count(*) FROM replication_heartbeat").await >= 1,
+        "a heartbeat",
+    )
+    .await;
     assert!(dev.interrupt().success());
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,4 +1,5 @@
-//! `atlas dev`: the write path and the plugin registry on one machine.
+//! `atlas dev`: the write path, the plugin registry and the heartbeat on
+//! one machine.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use atlas_ingest::{IngestConfig, IngestService};
 use atlas_objects::{Location, ObjectStore, S3Store};
 use atlas_plugins::{Registry, Transforms};
 use atlas_store::flush::FlushConfig;
+use atlas_store::heartbeat::HeartbeatConfig;
 use atlas_store::{DbConfig, DbRole};
 
 use crate::cluster::Cluster;
@@ -97,11 +99,13 @@ async fn serve(
         max_body_bytes: 10 * 1024 * 1024,
     };
 
-    let flusher = tokio::spawn(flush_forever(worker, FlushConfig::from_env()?));
+    let flusher = tokio::spawn(flush_forever(worker.clone(), FlushConfig::from_env()?));
+    let heartbeat = tokio::spawn(heartbeat_forever(worker, HeartbeatConfig::from_env()?));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
     ready(listener.local_addr()?, url);
     let served = gateway.serve(listener, shutdown).await;
     flusher.abort();
+    heartbeat.abort();
     Ok(served?)
 }
 
@@ -121,19 +125,44 @@ async fn object_store(data_dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>
     Ok(location.open().await?)
 }
 
-/// The scheduled flusher, as EventBridge would run it: one-minute
-/// invocations back to back. A failed run is logged and retried.
-async fn flush_forever(pool: atlas_store::Pool, cfg: FlushConfig) {
-    let metrics = atlas_cloud::metrics::from_env("Atlas");
+/// A scheduled function as EventBridge runs it: one-minute invocations
+/// back to back. A failed run is logged and retried a second later.
+async fn every_minute<F, Fut>(name: &'static str, run: F)
+where
+    F: Fn(Instant) -> Fut,
+    Fut: Future<Output = Result<(), atlas_store::StoreError>>,
+{
     loop {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        match atlas_store::flush::run_until(&pool, &cfg, deadline, &metrics).await {
-            Ok(t) if t.moved > 0 => tracing::info!(rows = t.moved, new = t.inserted, "flushed"),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "flush run failed; retrying in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        if let Err(e) = run(Instant::now() + Duration::from_secs(60)).await {
+            tracing::warn!(error = %e, "{name} run failed; retrying in 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+async fn flush_forever(pool: atlas_store::Pool, cfg: FlushConfig) {
+    let metrics = atlas_cloud::metrics::from_env("Atlas");
+    every_minute("flush", |deadline| {
+        let (pool, cfg, metrics) = (&pool, &cfg, &metrics);
+        async move {
+            let t = atlas_store::flush::run_until(pool, cfg, deadline, metrics).await?;
+            if t.moved > 0 {
+                tracing::info!(rows = t.moved, new = t.inserted, "flushed");
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn heartbeat_forever(pool: atlas_store::Pool, cfg: HeartbeatConfig) {
+    every_minute("heartbeat", |deadline| {
+        let (pool, cfg) = (&pool, &cfg);
+        async move {
+            let beats = atlas_store::heartbeat::beat_until(pool, cfg, deadline).await?;
+            tracing::debug!(?beats, "heartbeat run");
+            Ok(())
+        }
+    })
+    .await
 }

@@ -1,11 +1,12 @@
 //! PostgreSQL for Atlas: the connection pool, tenant-scoped transactions,
 //! migrations and partition upkeep, the attribute catalog, staging with
-//! binary COPY, and the flush from staging into the time series and the hot
-//! JSONB projection.
+//! binary COPY, the flush from staging into the time series and the hot
+//! JSONB projection, and the heartbeat that replica lag is measured by.
 
 mod catalog;
 mod error;
 pub mod flush;
+pub mod heartbeat;
 mod migrate;
 mod pool;
 mod provision;
