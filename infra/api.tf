@@ -57,10 +57,10 @@ resource "aws_apigatewayv2_integration" "query_api" {
   payload_format_version = "2.0"
 }
 
-# The plugin registry: the function routes methods and paths itself and
-# answers anything else with a typed 404 or 405.
-resource "aws_apigatewayv2_route" "plugins" {
-  for_each           = toset(["ANY /v1/plugins", "ANY /v1/plugins/{proxy+}"])
+# Entity reads and the plugin registry: the function routes methods and
+# paths itself and answers anything else with a typed 404 or 405.
+resource "aws_apigatewayv2_route" "query" {
+  for_each           = toset(["GET /v1/entities/{id}", "ANY /v1/plugins", "ANY /v1/plugins/{proxy+}"])
   api_id             = aws_apigatewayv2_api.http.id
   route_key          = each.value
   target             = "integrations/${aws_apigatewayv2_integration.query_api.id}"
@@ -74,4 +74,9 @@ resource "aws_lambda_permission" "api_query" {
   function_name = aws_lambda_function.function["query-api"].function_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
+}
+
+moved {
+  from = aws_apigatewayv2_route.plugins
+  to   = aws_apigatewayv2_route.query
 }

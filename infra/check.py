@@ -99,6 +99,10 @@ for key in (f"ANY {plugins_prefix.group(1)}", f"ANY {plugins_prefix.group(1)}/{{
     if key not in routes:
         errors.append(f"no API Gateway route for {key}; routes: {routes}")
 
+entities = re.search(r'pub const ENTITIES: &str = "([^"]+)"', open(os.path.join(ROOT, "shared/query/src/http.rs")).read())
+if f"GET {entities.group(1)}/{{id}}" not in routes:
+    errors.append(f"no API Gateway route for GET {entities.group(1)}/{{id}}; routes: {routes}")
+
 # 6. Sample events are valid JSON.
 for p in glob.glob(os.path.join(ROOT, "events", "*.json")):
     try:

@@ -216,6 +216,18 @@ async fn atlas_dev_serves_the_write_path_on_a_given_database() {
         .unwrap()
         .get(0);
     assert_eq!(hot, json!({"temperature": 21.5, "region": "eu-west-1"}));
+    // The query API reads it back, saying where from.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/entities/42?consistency=strong", dev.url))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["x-data-source"], "primary");
+    let entity: Value = resp.json().await.unwrap();
+    assert_eq!(entity["hot_attributes"], hot);
+
     // The heartbeat runs on its own timer too.
     wait_for(
         async || count(&owner, "SELECT count(*) FROM replication_heartbeat").await >= 1,

@@ -1,15 +1,15 @@
-//! The query API Lambda behind API Gateway. So far it serves the plugin
-//! registry (`/v1/plugins`); all logic lives in `atlas-plugins`.
+//! The query API Lambda behind API Gateway: entity reads with their
+//! freshness, and the plugin registry. All logic lives in `atlas-query`.
 
 use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     atlas_cloud::telemetry::init();
-    let registry = atlas_plugins::Registry::from_env().await?;
-    let registry = &registry;
+    let api = atlas_query::QueryApi::from_env().await?;
+    let api = &api;
     run(service_fn(move |req| async move {
-        Ok::<_, std::convert::Infallible>(atlas_plugins::http::handle(registry, req).await)
+        Ok::<_, std::convert::Infallible>(atlas_query::http::handle(api, req).await)
     }))
     .await
 }

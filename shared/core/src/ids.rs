@@ -65,6 +65,16 @@ impl EntityId {
         }
     }
 
+    /// Parses a URL path segment: a non-negative integer, nothing else.
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(IdError::Entity(raw.to_owned()));
+        }
+        raw.parse::<i64>()
+            .map_err(|_| IdError::Entity(raw.to_owned()))
+            .and_then(Self::new)
+    }
+
     /// Parses a JSON number; floats and out-of-range integers are refused.
     pub fn from_json(raw: &serde_json::Value) -> Result<Self, IdError> {
         raw.as_i64()
@@ -164,6 +174,23 @@ mod tests {
         assert!(EntityId::from_json(&serde_json::json!(-1)).is_err());
         assert!(EntityId::from_json(&serde_json::json!("123")).is_err());
         assert!(EntityId::from_json(&serde_json::json!(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn entity_ids_in_paths_are_plain_digits() {
+        assert_eq!(EntityId::parse("42").unwrap().get(), 42);
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.0",
+            "1e3",
+            "12a",
+            "99999999999999999999",
+            " 1",
+        ] {
+            assert!(EntityId::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

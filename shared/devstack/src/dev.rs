@@ -1,5 +1,5 @@
-//! `atlas dev`: the write path, the plugin registry and the heartbeat on
-//! one machine.
+//! `atlas dev`: the write path, the query API (so far entity reads and the
+//! plugin registry) and the heartbeat on one machine.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use atlas_http::local::{LocalGateway, Routes, handler};
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_objects::{Location, ObjectStore, S3Store};
 use atlas_plugins::{Registry, Transforms};
+use atlas_query::QueryApi;
 use atlas_store::flush::FlushConfig;
 use atlas_store::heartbeat::HeartbeatConfig;
 use atlas_store::{DbConfig, DbRole};
@@ -76,7 +77,10 @@ async fn serve(
         ingest_cfg.catalog_ttl,
     );
     let ingest = Arc::new(IngestService::new(app.clone(), ingest_cfg).with_transforms(transforms));
-    let registry = Arc::new(Registry::new(app, objects, host));
+    let query = Arc::new(QueryApi {
+        pool: app.clone(),
+        registry: Registry::new(app, objects, host),
+    });
     let secret = crate::secret::load_or_create(&opts.data_dir)?;
     let routes = Routes::default()
         .route(
@@ -86,13 +90,8 @@ async fn serve(
                 async move { atlas_ingest::http::handle(&svc, req).await }
             }),
         )
-        .route(
-            atlas_plugins::http::PREFIX,
-            handler(move |req| {
-                let registry = registry.clone();
-                async move { atlas_plugins::http::handle(&registry, req).await }
-            }),
-        );
+        .route(atlas_plugins::http::PREFIX, query_handler(&query))
+        .route(atlas_query::http::ENTITIES, query_handler(&query));
     let gateway = LocalGateway {
         routes,
         signer: Arc::new(Signer::new(&secret)?),
@@ -107,6 +106,15 @@ async fn serve(
     flusher.abort();
     heartbeat.abort();
     Ok(served?)
+}
+
+/// The query API function, as API Gateway would invoke it.
+fn query_handler(api: &Arc<QueryApi>) -> atlas_http::local::Handler {
+    let api = api.clone();
+    handler(move |req| {
+        let api = api.clone();
+        async move { atlas_query::http::handle(&api, req).await }
+    })
 }
 
 /// `ATLAS_OBJECT_STORE` when set (an S3 bucket, say moto's, created if

@@ -12,6 +12,18 @@ pub fn body_bytes(req: &lambda_http::Request) -> &[u8] {
     }
 }
 
+/// The query string, the first value of each key.
+pub fn query_params(req: &lambda_http::Request) -> std::collections::HashMap<String, String> {
+    use lambda_http::RequestExt;
+    req.query_string_parameters_ref()
+        .map(|q| {
+            q.iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A JSON response.
 pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
     // Serializing our own response types cannot fail; the fallback keeps it total.

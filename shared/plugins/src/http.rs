@@ -7,13 +7,12 @@
 //!
 //! The tenant is always the authorizer's, never the request's.
 
-use std::collections::HashMap;
-
 use atlas_core::TenantId;
-use atlas_http::{ApiError, Body, Request, Response, body_bytes, json, tenant_from_request};
+use atlas_http::{
+    ApiError, Body, Request, Response, body_bytes, json, query_params, tenant_from_request,
+};
 use atlas_plugin_host::PluginError;
 use http::{Method, StatusCode};
-use lambda_http::RequestExt;
 use serde_json::json;
 
 use crate::{PluginName, PluginSettings, Registry, RegistryError};
@@ -45,7 +44,7 @@ async fn route(registry: &Registry, req: Request) -> Result<Response<Body>, ApiE
         ([name], Method::PUT) => {
             let tenant = tenant()?;
             let name = parse_name(name)?;
-            let settings = PluginSettings::from_query(&query(&req))
+            let settings = PluginSettings::from_query(&query_params(&req))
                 .map_err(|e| ApiError::bad_request("invalid_settings", e))?;
             upload(registry, tenant, &name, body_bytes(&req).to_vec(), settings).await
         }
@@ -125,15 +124,4 @@ fn api_error(e: RegistryError) -> ApiError {
             ApiError::unavailable("the plugin registry is unavailable; retry the request")
         }
     }
-}
-
-/// The query string, first value of each key.
-fn query(req: &Request) -> HashMap<String, String> {
-    req.query_string_parameters_ref()
-        .map(|q| {
-            q.iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -1,0 +1,16 @@
+//! The query API: reads that say how fresh they are. Every answer names
+//! its source, that source's lag, the consistency it was served at and
+//! whether a cache answered, in headers and in a `_metadata` object.
+//!
+//! So far: point reads of an entity's hot attributes, served by the
+//! primary (which is as fresh as Atlas gets for every consistency level),
+//! and the plugin registry's routes. Replica, cache and warehouse routing
+//! come next, behind the same `Freshness` contract.
+
+mod entities;
+mod freshness;
+pub mod http;
+
+pub use entities::Entity;
+pub use freshness::{CacheStatus, Consistency, Freshness};
+pub use http::QueryApi;
