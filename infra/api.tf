@@ -60,7 +60,12 @@ resource "aws_apigatewayv2_integration" "query_api" {
 # Entity reads and the plugin registry: the function routes methods and
 # paths itself and answers anything else with a typed 404 or 405.
 resource "aws_apigatewayv2_route" "query" {
-  for_each           = toset(["GET /v1/entities/{id}", "ANY /v1/plugins", "ANY /v1/plugins/{proxy+}"])
+  for_each = toset([
+    "GET /v1/entities/{id}",
+    "GET /v1/entities/{id}/attributes/{name}/history",
+    "ANY /v1/plugins",
+    "ANY /v1/plugins/{proxy+}",
+  ])
   api_id             = aws_apigatewayv2_api.http.id
   route_key          = each.value
   target             = "integrations/${aws_apigatewayv2_integration.query_api.id}"

@@ -18,6 +18,8 @@ async fn setup() -> (TestDb, QueryApi) {
         {"entity_id": 123, "attribute": "temperature", "value": 21.5},
         {"entity_id": 123, "attribute": "status", "value": "online"},
         {"entity_id": 123, "attribute": "humidity", "value": 40},
+        {"entity_id": 123, "attribute": "humidity", "value": 41.25, "ts": ago(3)},
+        {"entity_id": 123, "attribute": "humidity", "value": 42, "ts": ago(2)},
     ]});
     let resp =
         atlas_ingest::http::handle(&ingest, apigw_request(Some("1"), &body.to_string())).await;
@@ -41,8 +43,15 @@ async fn setup() -> (TestDb, QueryApi) {
     let api = QueryApi {
         pool: db.pool(DbRole::App),
         registry,
+        config: atlas_query::QueryConfig::default(),
     };
     (db, api)
+}
+
+/// RFC 3339 for `hours` ago.
+fn ago(hours: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::hours(hours))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 async fn get(api: &QueryApi, tenant: &str, path: &str) -> (StatusCode, http::HeaderMap, Value) {
@@ -91,6 +100,12 @@ async fn the_sample_api_gateway_event_is_served() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-consistency-level"], "strong");
     assert_eq!(body_json(&resp)["entity_id"], 123);
+
+    let event = fixture("apigw-get-history.json");
+    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let resp = atlas_query::http::handle(&api, req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_json(&resp)["attribute"], "humidity");
 }
 
 #[tokio::test]
@@ -170,4 +185,119 @@ async fn plugin_routes_are_served_by_the_same_function() {
     let (_db, api) = setup().await;
     let (status, _, body) = get(&api, "1", "/v1/plugins").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"plugins": []})));
+}
+
+#[tokio::test]
+async fn history_reads_a_bounded_range_oldest_first_in_pages() {
+    let (_db, api) = setup().await;
+    let path = |extra: &str| {
+        format!(
+            "/v1/entities/123/attributes/humidity/history?from={}&to={}{extra}",
+            ago(24).replace('+', "%2B"),
+            ago(-1).replace('+', "%2B")
+        )
+    };
+    let (status, headers, body) = get(&api, "1", &path("")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-data-source"], "primary");
+    assert_eq!(body["data_type"], "decimal");
+    let values: Vec<f64> = body["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, [41.25, 42.0, 40.0]);
+    assert!(body.get("next_from").is_none());
+
+    let (_, _, page) = get(&api, "1", &path("&limit=2")).await;
+    assert_eq!(page["points"].as_array().unwrap().len(), 2);
+    let next = page["next_from"].as_str().expect("a next page").to_owned();
+    let rest = format!(
+        "/v1/entities/123/attributes/humidity/history?from={}&to={}",
+        next.replace('+', "%2B"),
+        ago(-1).replace('+', "%2B")
+    );
+    let (_, _, last) = get(&api, "1", &rest).await;
+    assert_eq!(last["points"][0]["value"], 40.0);
+    assert_eq!(last["points"].as_array().unwrap().len(), 1);
+
+    // Another tenant has the same attribute name and sees none of it.
+    let (status, _, other) = get(&api, "2", &path("")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(other["points"], json!([]));
+}
+
+#[tokio::test]
+async fn history_refuses_unbounded_or_oversized_ranges() {
+    let (_db, api) = setup().await;
+    let base = "/v1/entities/123/attributes/humidity/history";
+    let (from, to) = ("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z");
+    for (query, status, code) in [
+        (String::new(), StatusCode::BAD_REQUEST, "range_required"),
+        (
+            format!("?from={from}"),
+            StatusCode::BAD_REQUEST,
+            "range_required",
+        ),
+        (
+            format!("?from={from}&to=2026-11-20T00:00:00Z"),
+            StatusCode::BAD_REQUEST,
+            "range_too_large",
+        ),
+        (
+            format!("?from={to}&to={from}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
+        ),
+        (
+            format!("?from=yesterday&to={to}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_time",
+        ),
+        (
+            format!("?from={from}&to={to}&limit=0"),
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+        ),
+        (
+            format!("?from={from}&to={to}&limit=1001"),
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+        ),
+        (
+            format!("?from={from}&to={to}&order=desc"),
+            StatusCode::BAD_REQUEST,
+            "unknown_parameter",
+        ),
+    ] {
+        let path = format!("{base}{query}");
+        let (got, _, body) = get(&api, "1", &path).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+    }
+    let q = format!("?from={from}&to={to}");
+    let (status, _, body) = get(
+        &api,
+        "1",
+        &format!("/v1/entities/123/attributes/pressure/history{q}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, _, body) = get(
+        &api,
+        "1",
+        &format!("/v1/entities/123/attributes/Bad-Name/history{q}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_attribute"))
+    );
 }

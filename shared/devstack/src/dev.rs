@@ -80,6 +80,7 @@ async fn serve(
     let query = Arc::new(QueryApi {
         pool: app.clone(),
         registry: Registry::new(app, objects, host),
+        config: atlas_query::QueryConfig::from_env()?,
     });
     let secret = crate::secret::load_or_create(&opts.data_dir)?;
     let routes = Routes::default()

@@ -1,6 +1,7 @@
 //! The query API's routes behind API Gateway (and the local gateway):
 //!
 //! - `GET /v1/entities/{id}?consistency=strong|eventual|analytics&max_lag_seconds=N`
+//! - `GET /v1/entities/{id}/attributes/{name}/history?from=T&to=T[&limit=N]`
 //! - everything under `/v1/plugins`, handed to the plugin registry
 //!
 //! The tenant is always the authorizer's. Another tenant's entity is a 404,
@@ -9,13 +10,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use atlas_core::EntityId;
+use atlas_core::{AttributeName, EntityId};
 use atlas_http::{ApiError, Body, Request, Response, query_params, tenant_from_request};
 use atlas_plugins::Registry;
 use atlas_store::Pool;
+use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
 
-use crate::{Consistency, Entity, Freshness};
+use crate::{Consistency, Entity, Freshness, History, QueryConfig, Range};
 
 pub const ENTITIES: &str = "/v1/entities";
 
@@ -24,6 +26,7 @@ pub struct QueryApi {
     /// Acting as the application role.
     pub pool: Pool,
     pub registry: Registry,
+    pub config: QueryConfig,
 }
 
 impl QueryApi {
@@ -33,6 +36,7 @@ impl QueryApi {
         Ok(Self {
             pool: atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?.pool()?,
             registry: Registry::from_env().await?,
+            config: QueryConfig::from_env()?,
         })
     }
 }
@@ -60,7 +64,10 @@ async fn route(api: &QueryApi, path: &str, req: Request) -> Result<Response<Body
         .collect();
     match (parts.as_slice(), req.method()) {
         ([id], &Method::GET) => get_entity(api, id, &req).await,
-        ([_], _) => Err(ApiError::method_not_allowed("GET")),
+        ([id, "attributes", name, "history"], &Method::GET) => {
+            get_history(api, id, name, &req).await
+        }
+        ([_], _) | ([_, "attributes", _, "history"], _) => Err(ApiError::method_not_allowed("GET")),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }
@@ -69,30 +76,100 @@ async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<
     let tenant = tenant_from_request(req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
     let id = EntityId::parse(id)
         .map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))?;
-    let params = ReadParams::parse(&query_params(req))?;
+    let params = ReadParams::parse(&query_params(req), &[])?;
     let started = Instant::now();
-    let entity = Entity::get(&api.pool, tenant, id).await.map_err(|e| {
-        tracing::error!(error = %e, %tenant, "entity read failed");
-        ApiError::unavailable("the database is unavailable; retry the request")
-    })?;
-    let freshness = Freshness::primary(params.consistency, started.elapsed());
-    // Never silently stale: a source that lags more than the caller allows
-    // is refused with its lag (the primary never is).
-    if let Some(max) = params.max_lag_seconds
-        && freshness.lag_seconds > max
-    {
-        return Err(ApiError::unavailable(format!(
-            "no source answers within max_lag_seconds={max}: {} lags {:.3} s",
-            freshness.source, freshness.lag_seconds
-        )));
+    let entity = Entity::get(&api.pool, tenant, id)
+        .await
+        .map_err(unavailable)?;
+    let entity = entity.ok_or_else(|| ApiError::not_found(format!("no entity {}", id.get())))?;
+    params.answer(
+        started,
+        serde_json::to_value(entity).expect("entities serialize"),
+    )
+}
+
+async fn get_history(
+    api: &QueryApi,
+    id: &str,
+    name: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_from_request(req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let id = EntityId::parse(id)
+        .map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))?;
+    let name = AttributeName::parse(name)
+        .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
+    let q = query_params(req);
+    let params = ReadParams::parse(&q, &["from", "to", "limit"])?;
+    let range = history_range(&q, api.config.history_max_range)?;
+    let started = Instant::now();
+    let history = History::get(&api.pool, tenant, id, &name, &range)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::not_found(format!("no attribute {name}")))?;
+    params.answer(
+        started,
+        serde_json::to_value(history).expect("history serializes"),
+    )
+}
+
+/// `from` and `to` (RFC 3339, both required, `to` exclusive) no wider than
+/// `max`, and `limit` (1 to 1,000, default 100): the seed refuses
+/// unbounded scans of the time series, and so do we.
+fn history_range(q: &HashMap<String, String>, max: std::time::Duration) -> Result<Range, ApiError> {
+    let time = |key: &str| -> Result<DateTime<Utc>, ApiError> {
+        let raw = q.get(key).ok_or_else(|| {
+            ApiError::bad_request(
+                "range_required",
+                format!("{key} is required: history reads need from and to (RFC 3339)"),
+            )
+        })?;
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_time",
+                    format!("{key}={raw:?} is not RFC 3339: {e}"),
+                )
+            })
+    };
+    let (from, to) = (time("from")?, time("to")?);
+    if to <= from {
+        return Err(ApiError::bad_request(
+            "invalid_range",
+            "to must be after from",
+        ));
     }
-    match entity {
-        Some(e) => Ok(freshness.respond(
-            StatusCode::OK,
-            serde_json::to_value(e).expect("entities serialize"),
-        )),
-        None => Err(ApiError::not_found(format!("no entity {}", id.get()))),
+    let max = chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);
+    if to - from > max {
+        return Err(ApiError::bad_request(
+            "range_too_large",
+            format!(
+                "from..to spans {} s; the limit is {} s (ATLAS_HISTORY_MAX_RANGE_SECS)",
+                (to - from).num_seconds(),
+                max.num_seconds()
+            ),
+        ));
     }
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_limit",
+                    format!("limit must be a whole number from 1 to 1000, not {v:?}"),
+                )
+            })?,
+    };
+    Ok(Range { from, to, limit })
+}
+
+fn unavailable(e: atlas_store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "read failed");
+    ApiError::unavailable("the database is unavailable; retry the request")
 }
 
 /// The parameters every read takes.
@@ -102,12 +179,18 @@ struct ReadParams {
 }
 
 impl ReadParams {
-    fn parse(q: &HashMap<String, String>) -> Result<Self, ApiError> {
-        const KNOWN: [&str; 2] = ["consistency", "max_lag_seconds"];
-        if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+    /// The common parameters; `extra` names the route's own, and anything
+    /// else is refused.
+    fn parse(q: &HashMap<String, String>, extra: &[&str]) -> Result<Self, ApiError> {
+        const COMMON: [&str; 2] = ["consistency", "max_lag_seconds"];
+        if let Some(k) = q
+            .keys()
+            .find(|k| !COMMON.contains(&k.as_str()) && !extra.contains(&k.as_str()))
+        {
+            let known: Vec<&str> = COMMON.iter().chain(extra).copied().collect();
             return Err(ApiError::bad_request(
                 "unknown_parameter",
-                format!("unknown parameter {k:?}; use {}", KNOWN.join(", ")),
+                format!("unknown parameter {k:?}; use {}", known.join(", ")),
             ));
         }
         let consistency = match q.get("consistency") {
@@ -133,5 +216,24 @@ impl ReadParams {
             consistency,
             max_lag_seconds,
         })
+    }
+
+    /// The answer with its freshness, unless its source lags more than the
+    /// caller allows: never silently stale (the primary never lags).
+    fn answer(
+        &self,
+        started: Instant,
+        body: serde_json::Value,
+    ) -> Result<Response<Body>, ApiError> {
+        let freshness = Freshness::primary(self.consistency, started.elapsed());
+        if let Some(max) = self.max_lag_seconds
+            && freshness.lag_seconds > max
+        {
+            return Err(ApiError::unavailable(format!(
+                "no source answers within max_lag_seconds={max}: {} lags {:.3} s",
+                freshness.source, freshness.lag_seconds
+            )));
+        }
+        Ok(freshness.respond(StatusCode::OK, body))
     }
 }

@@ -2,15 +2,20 @@
 //! its source, that source's lag, the consistency it was served at and
 //! whether a cache answered, in headers and in a `_metadata` object.
 //!
-//! So far: point reads of an entity's hot attributes, served by the
-//! primary (which is as fresh as Atlas gets for every consistency level),
-//! and the plugin registry's routes. Replica, cache and warehouse routing
+//! So far: point reads of an entity's hot attributes and bounded reads of
+//! one attribute's history, served by the primary (which is as fresh as
+//! Atlas gets for every consistency level), and the plugin registry's
+//! routes. Replica, cache and warehouse routing
 //! come next, behind the same `Freshness` contract.
 
+mod config;
 mod entities;
 mod freshness;
+mod history;
 pub mod http;
 
+pub use config::QueryConfig;
 pub use entities::Entity;
 pub use freshness::{CacheStatus, Consistency, Freshness};
+pub use history::{History, Point, Range};
 pub use http::QueryApi;

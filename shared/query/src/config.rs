@@ -1,0 +1,28 @@
+use std::time::Duration;
+
+use atlas_cloud::config::{ConfigError, seconds};
+
+/// Limits of the query API, each overridable from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryConfig {
+    /// `ATLAS_HISTORY_MAX_RANGE_SECS`: the widest `from`..`to` a history
+    /// read may ask for (default 7 days).
+    pub history_max_range: Duration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            history_max_range: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+impl QueryConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            history_max_range: seconds("ATLAS_HISTORY_MAX_RANGE_SECS", d.history_max_range)?,
+        })
+    }
+}

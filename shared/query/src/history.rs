@@ -1,0 +1,103 @@
+use atlas_core::{AttributeName, EntityId, TenantId};
+use atlas_store::{Pool, StoreError, begin_tenant};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// A bounded slice of one attribute's time series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    pub from: DateTime<Utc>,
+    /// Exclusive.
+    pub to: DateTime<Utc>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub ts: DateTime<Utc>,
+    pub value: serde_json::Value,
+}
+
+/// An entity's readings of one attribute, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct History {
+    pub entity_id: i64,
+    pub attribute: String,
+    pub data_type: String,
+    pub points: Vec<Point>,
+    /// Set when `limit` cut the range short: ask again from here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_from: Option<DateTime<Utc>>,
+}
+
+impl History {
+    /// `None` when the tenant has no such attribute. Reads the primary key
+    /// `(tenant_id, entity_id, attribute_id, ingested_at)` as a range, in a
+    /// tenant-scoped transaction.
+    pub async fn get(
+        pool: &Pool,
+        tenant: TenantId,
+        entity: EntityId,
+        attribute: &AttributeName,
+        range: &Range,
+    ) -> Result<Option<Self>, StoreError> {
+        let mut client = pool.get().await?;
+        let tx = begin_tenant(&mut client, tenant).await?;
+        let def = tx
+            .prepare_cached(
+                "SELECT attribute_id, data_type FROM attributes WHERE tenant_id = $1 AND attribute_name = $2",
+            )
+            .await?;
+        let Some(def) = tx
+            .query_opt(&def, &[&tenant.get(), &attribute.as_str()])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (attribute_id, data_type): (i64, String) = (def.get(0), def.get(1));
+        // The typed columns become JSON in the database, numerics exactly.
+        let points = tx
+            .prepare_cached(
+                "SELECT ingested_at, coalesce(to_jsonb(value), to_jsonb(value_int), to_jsonb(value_decimal), \
+                                              to_jsonb(value_bool), to_jsonb(value_timestamp)) \
+                 FROM entity_values_ts \
+                 WHERE tenant_id = $1 AND entity_id = $2 AND attribute_id = $3 \
+                   AND ingested_at >= $4 AND ingested_at < $5 \
+                 ORDER BY ingested_at LIMIT $6",
+            )
+            .await?;
+        let rows = tx
+            .query(
+                &points,
+                &[
+                    &tenant.get(),
+                    &entity.get(),
+                    &attribute_id,
+                    &range.from,
+                    &range.to,
+                    &(range.limit + 1),
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        let mut points: Vec<Point> = rows
+            .iter()
+            .map(|r| Point {
+                ts: r.get(0),
+                value: r.get(1),
+            })
+            .collect();
+        let next_from = if points.len() as i64 > range.limit {
+            points.pop().map(|p| p.ts)
+        } else {
+            None
+        };
+        Ok(Some(Self {
+            entity_id: entity.get(),
+            attribute: attribute.to_string(),
+            data_type,
+            points,
+            next_from,
+        }))
+    }
+}

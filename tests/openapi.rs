@@ -1,0 +1,264 @@
+//! `shared/query/openapi.json` and the implementation agree: every
+//! documented operation answers, with its documented parameters, one of
+//! its documented statuses; undocumented methods are refused; and every
+//! error code the API gives is in the document.
+
+use std::sync::Arc;
+
+use atlas_ingest::{IngestConfig, IngestService};
+use atlas_query::QueryApi;
+use atlas_store::DbRole;
+use atlas_tests::{TestDb, api_request, body_json, demo_tenants, example_plugin};
+use http::StatusCode;
+use serde_json::Value;
+
+fn doc() -> Value {
+    let path = format!(
+        "{}/../shared/query/openapi.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("the document is JSON")
+}
+
+/// Follows a local `$ref`.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => r
+            .trim_start_matches("#/")
+            .split('/')
+            .fold(doc, |node, key| &node[key]),
+        None => v,
+    }
+}
+
+struct Op {
+    method: String,
+    template: String,
+    params: Vec<Value>,
+    statuses: Vec<u16>,
+    has_body: bool,
+}
+
+fn operations(doc: &Value) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops.push(Op {
+                method: method.to_uppercase(),
+                template: template.clone(),
+                params: op["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().map(|p| resolve(doc, p).clone()).collect())
+                    .unwrap_or_default(),
+                statuses: op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|s| s.parse().unwrap())
+                    .collect(),
+                has_body: op.get("requestBody").is_some(),
+            });
+        }
+    }
+    // Upload before activation before deletion; the rest in document order.
+    let rank = |o: &Op| match o.method.as_str() {
+        "PUT" => 0,
+        "DELETE" => 2,
+        _ => 1,
+    };
+    ops.sort_by_key(rank);
+    ops
+}
+
+fn error_codes(doc: &Value) -> Vec<String> {
+    doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect()
+}
+
+struct Api {
+    _db: TestDb,
+    query: QueryApi,
+    ingest: IngestService,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let db = TestDb::new().await;
+        demo_tenants(&db).await;
+        let objects = Arc::new(atlas_objects::LocalDir::new(std::env::temp_dir().join(
+            format!(
+                "atlas-openapi-test-{}-{}",
+                std::process::id(),
+                fastrand::u32(..)
+            ),
+        )));
+        let query = QueryApi {
+            pool: db.pool(DbRole::App),
+            registry: atlas_plugins::Registry::new(
+                db.pool(DbRole::App),
+                objects,
+                atlas_plugin_host::Host::new().unwrap(),
+            ),
+            config: atlas_query::QueryConfig::default(),
+        };
+        let ingest = IngestService::new(db.pool(DbRole::App), IngestConfig::default());
+        // Entity 123 exists, so reading it can succeed.
+        let seed = br#"{"readings":[{"entity_id":123,"attribute":"temperature","value":21.5}]}"#;
+        let resp = atlas_ingest::http::handle(
+            &ingest,
+            api_request("1", "POST", "/v1/telemetry", Some(seed)),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let worker = db.pool(DbRole::Worker);
+        while atlas_store::flush::flush_batch(&worker, &atlas_store::flush::FlushConfig::default())
+            .await
+            .unwrap()
+            .moved
+            > 0
+        {}
+        Self {
+            _db: db,
+            query,
+            ingest,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> (StatusCode, Value) {
+        let req = api_request("1", method, path, body);
+        let resp = if path.starts_with("/v1/telemetry") {
+            atlas_ingest::http::handle(&self.ingest, req).await
+        } else {
+            atlas_query::http::handle(&self.query, req).await
+        };
+        (resp.status(), body_json(&resp))
+    }
+}
+
+/// The operation's path and query string, every parameter set to its example.
+fn concrete(op: &Op, skip: Option<&str>) -> String {
+    let mut path = op.template.clone();
+    let mut query = Vec::new();
+    for p in &op.params {
+        let name = p["name"].as_str().unwrap();
+        let example = match &p["example"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match p["in"].as_str().unwrap() {
+            "path" => path = path.replace(&format!("{{{name}}}"), &example),
+            _ if Some(name) == skip => {}
+            _ => query.push(format!("{name}={example}")),
+        }
+    }
+    if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
+fn body_for(op: &Op) -> Option<Vec<u8>> {
+    match (op.has_body, op.template.as_str()) {
+        (false, _) => None,
+        (true, "/v1/telemetry") => {
+            Some(br#"{"readings":[{"entity_id":123,"attribute":"humidity","value":40}]}"#.to_vec())
+        }
+        (true, _) => Some(example_plugin("fahrenheit_to_celsius")),
+    }
+}
+
+#[tokio::test]
+async fn every_documented_operation_answers_with_its_documented_parameters() {
+    let doc = doc();
+    let codes = error_codes(&doc);
+    let api = Api::new().await;
+    for op in operations(&doc) {
+        let path = concrete(&op, None);
+        let (status, body) = api.call(&op.method, &path, body_for(&op).as_deref()).await;
+        assert!(
+            status.is_success(),
+            "{} {path} with every documented parameter answered {status}: {body}",
+            op.method
+        );
+        assert!(
+            op.statuses.contains(&status.as_u16()),
+            "{} {path} answered {status}, which the document does not list",
+            op.method
+        );
+        // Each required query parameter, left out, is a documented 4xx.
+        for p in op
+            .params
+            .iter()
+            .filter(|p| p["in"] == "query" && p["required"] == true)
+        {
+            let name = p["name"].as_str().unwrap();
+            let path = concrete(&op, Some(name));
+            let (status, body) = api.call(&op.method, &path, body_for(&op).as_deref()).await;
+            assert!(
+                status.is_client_error() && op.statuses.contains(&status.as_u16()),
+                "{} {path} without {name}: {status}",
+                op.method
+            );
+            let code = body["error"]["code"].as_str().unwrap_or_default();
+            assert!(
+                codes.iter().any(|c| c == code),
+                "undocumented error code {code:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn undocumented_methods_and_parameters_are_refused_with_documented_codes() {
+    let doc = doc();
+    let codes = error_codes(&doc);
+    let api = Api::new().await;
+    let ops = operations(&doc);
+    for template in doc["paths"].as_object().unwrap().keys() {
+        let documented: Vec<&str> = ops
+            .iter()
+            .filter(|o| &o.template == template)
+            .map(|o| o.method.as_str())
+            .collect();
+        let op = ops.iter().find(|o| &o.template == template).unwrap();
+        let path = concrete(op, None);
+        let path = path.split('?').next().unwrap();
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            if documented.contains(&method) {
+                continue;
+            }
+            let (status, body) = api.call(method, path, None).await;
+            assert_eq!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {body}"
+            );
+            let code = body["error"]["code"].as_str().unwrap_or_default();
+            assert!(
+                codes.iter().any(|c| c == code),
+                "undocumented error code {code:?}"
+            );
+        }
+    }
+    // Parameters the document does not list are refused, not ignored.
+    for op in ops
+        .iter()
+        .filter(|o| o.method == "GET" && o.template.starts_with("/v1/entities"))
+    {
+        let path = concrete(op, None);
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, body) = api
+            .call("GET", &format!("{path}{sep}undocumented=1"), None)
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("unknown_parameter")),
+            "{path}"
+        );
+    }
+}
