@@ -6,7 +6,9 @@ use std::sync::Arc;
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_store::DbRole;
 use atlas_store::flush::{FlushConfig, flush_batch};
-use atlas_tests::{TestDb, apigw_event, apigw_request, body_json, count, demo_tenants, fixture};
+use atlas_tests::{
+    TestDb, apigw_event, apigw_request, body_json, count, demo_tenants, fixture, msk_event,
+};
 use chrono::{Duration, SecondsFormat, Utc};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -430,27 +432,6 @@ async fn auto_registration_is_off_by_default_and_types_new_attributes_when_on() 
         .await,
         0
     );
-}
-
-fn msk_event(records: Vec<(i64, &str, Value, Option<i64>)>) -> Value {
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let mut event = fixture("msk-raw-telemetry.json");
-    let now = Utc::now().timestamp_millis();
-    let recs: Vec<Value> = records
-        .into_iter()
-        .map(|(offset, tenant, body, header)| {
-            let headers = match header {
-                Some(t) => json!([{"tenant_id": t.to_string().bytes().collect::<Vec<u8>>()}]),
-                None => json!([]),
-            };
-            json!({"topic": "atlas.raw-telemetry", "partition": 0, "offset": offset, "timestamp": now - 1000,
-                   "timestampType": "CREATE_TIME", "key": b64(tenant), "value": b64(&body.to_string()),
-                   "headers": headers})
-        })
-        .collect();
-    event["records"] = json!({ "atlas.raw-telemetry-0": recs });
-    event
 }
 
 #[tokio::test]

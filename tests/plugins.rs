@@ -12,7 +12,8 @@ use atlas_plugins::{Registry, Transforms};
 use atlas_store::DbRole;
 use atlas_store::flush::{FlushConfig, flush_batch};
 use atlas_tests::{
-    TestDb, api_request, apigw_request, body_json, count, demo_tenants, example_plugin, s3_store,
+    TestDb, api_request, apigw_request, body_json, count, demo_tenants, example_plugin, msk_event,
+    s3_store,
 };
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -606,5 +607,50 @@ async fn a_cold_container_loads_the_artifact_and_survives_a_bad_one() {
     assert_eq!(
         s.stored(1, 42).await,
         pairs(&[("temperature", "100"), ("temperature", "100")])
+    );
+}
+
+#[tokio::test]
+async fn on_msk_a_batch_the_plugin_refuses_is_skipped_and_the_others_staged() {
+    let s = Stack::new().await;
+    s.upload(
+        "1",
+        "/v1/plugins/ranges",
+        &example_plugin("range_validator"),
+    )
+    .await;
+    s.activate("1", "ranges", 1).await;
+    let bad = json!({"readings": [{"entity_id": 1, "attribute": "humidity", "value": 140}]});
+    let good = json!({"readings": [{"entity_id": 2, "attribute": "humidity", "value": 50}]});
+    let event = msk_event(vec![
+        (1, "1", bad, None),
+        (2, "1", good.clone(), None),
+        (3, "2", good, None),
+    ]);
+    let report = atlas_ingest::msk::handle(&s.ingest, serde_json::from_value(event).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.records, report.accepted, report.rejected_records),
+        (3, 2, 1),
+        "{report:?}"
+    );
+    s.flush().await;
+    let owner = s.db.owner().await;
+    assert_eq!(
+        count(
+            &owner,
+            "SELECT count(*) FROM entity_values_ts WHERE entity_id = 1"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &owner,
+            "SELECT count(*) FROM entity_values_ts WHERE entity_id = 2"
+        )
+        .await,
+        2
     );
 }

@@ -223,3 +223,26 @@ pub fn example_plugin(name: &str) -> Vec<u8> {
         panic!("{path}: {e}; build the examples first with `bash plugins/build.sh`")
     })
 }
+
+/// An MSK event from the sample in `events/` with these records:
+/// (offset, record key, body, `tenant_id` header).
+pub fn msk_event(records: Vec<(i64, &str, serde_json::Value, Option<i64>)>) -> serde_json::Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut event = fixture("msk-raw-telemetry.json");
+    let now = chrono::Utc::now().timestamp_millis();
+    let recs: Vec<serde_json::Value> = records
+        .into_iter()
+        .map(|(offset, tenant, body, header)| {
+            let headers = match header {
+                Some(t) => serde_json::json!([{"tenant_id": t.to_string().bytes().collect::<Vec<u8>>()}]),
+                None => serde_json::json!([]),
+            };
+            serde_json::json!({"topic": "atlas.raw-telemetry", "partition": 0, "offset": offset, "timestamp": now - 1000,
+                   "timestampType": "CREATE_TIME", "key": b64(tenant), "value": b64(&body.to_string()),
+                   "headers": headers})
+        })
+        .collect();
+    event["records"] = serde_json::json!({ "atlas.raw-telemetry-0": recs });
+    event
+}
