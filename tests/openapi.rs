@@ -1,7 +1,9 @@
 //! `shared/query/openapi.json` and the implementation agree: every
 //! documented operation answers, with its documented parameters, one of
 //! its documented statuses; undocumented methods are refused; and every
-//! error code the API gives is in the document.
+//! error code the API gives is in the document. The same walk over the
+//! document is the cross-tenant suite: tenant 2 with tenant 1's ids and
+//! names gets 404s and never a byte of tenant 1's data.
 
 use std::sync::Arc;
 
@@ -129,7 +131,17 @@ impl Api {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> (StatusCode, Value) {
-        let req = api_request("1", method, path, body);
+        self.call_as("1", method, path, body).await
+    }
+
+    async fn call_as(
+        &self,
+        tenant: &str,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> (StatusCode, Value) {
+        let req = api_request(tenant, method, path, body);
         let resp = if path.starts_with("/v1/telemetry") {
             atlas_ingest::http::handle(&self.ingest, req).await
         } else {
@@ -261,4 +273,57 @@ async fn undocumented_methods_and_parameters_are_refused_with_documented_codes()
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn another_tenants_ids_and_names_are_404s_on_every_route() {
+    let doc = doc();
+    let api = Api::new().await;
+    let wasm = example_plugin("fahrenheit_to_celsius");
+    let (status, upload) = api.call("PUT", "/v1/plugins/f2c", Some(&wasm)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let sha = upload["sha256"].as_str().unwrap().to_owned();
+    api.call("POST", "/v1/plugins/f2c/versions/1/activate", None)
+        .await;
+
+    let mut probed = 0;
+    for op in operations(&doc) {
+        let names_something = op.params.iter().any(|p| p["in"] == "path");
+        if !names_something || op.method == "PUT" {
+            continue;
+        }
+        let path = concrete(&op, None);
+        let (status, body) = api
+            .call_as("2", &op.method, &path, body_for(&op).as_deref())
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "tenant 2: {} {path}: {body}",
+            op.method
+        );
+        assert_eq!(
+            body.as_object().map(|o| o.len()),
+            Some(1),
+            "only the error: {body}"
+        );
+        probed += 1;
+    }
+    assert!(probed >= 4, "every route that names a resource was probed");
+
+    // Listing shows tenant 2 nothing of tenant 1's, and the same name is
+    // tenant 2's own: its first version, not tenant 1's second.
+    let (_, list) = api.call_as("2", "GET", "/v1/plugins", None).await;
+    assert_eq!(list, serde_json::json!({"plugins": []}));
+    let (status, own) = api
+        .call_as("2", "PUT", "/v1/plugins/f2c", Some(&wasm))
+        .await;
+    assert_eq!(
+        (status, own["version"].as_i64()),
+        (StatusCode::CREATED, Some(1))
+    );
+    // Tenant 1's plugin survived tenant 2's delete attempt.
+    let (_, list) = api.call("GET", "/v1/plugins", None).await;
+    assert_eq!(list["plugins"][0]["active_version"], 1);
+    assert_eq!(list["plugins"][0]["versions"][0]["sha256"], sha.as_str());
 }

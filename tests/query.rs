@@ -222,10 +222,13 @@ async fn history_reads_a_bounded_range_oldest_first_in_pages() {
     assert_eq!(last["points"][0]["value"], 40.0);
     assert_eq!(last["points"].as_array().unwrap().len(), 1);
 
-    // Another tenant has the same attribute name and sees none of it.
+    // Another tenant has the same attribute name but not the entity.
     let (status, _, other) = get(&api, "2", &path("")).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(other["points"], json!([]));
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    assert!(other.get("points").is_none());
 }
 
 #[tokio::test]
@@ -299,5 +302,15 @@ async fn history_refuses_unbounded_or_oversized_ranges() {
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_attribute"))
+    );
+    let (status, _, body) = get(
+        &api,
+        "1",
+        &format!("/v1/entities/999/attributes/humidity/history{q}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no entity 999"))
     );
 }

@@ -30,19 +30,37 @@ pub struct History {
     pub next_from: Option<DateTime<Utc>>,
 }
 
+/// What a history read could not find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Entity,
+    Attribute,
+}
+
 impl History {
-    /// `None` when the tenant has no such attribute. Reads the primary key
-    /// `(tenant_id, entity_id, attribute_id, ingested_at)` as a range, in a
-    /// tenant-scoped transaction.
+    /// Reads the primary key `(tenant_id, entity_id, attribute_id,
+    /// ingested_at)` as a range, in a tenant-scoped transaction. An entity
+    /// or attribute the tenant does not have is `Missing`, whoever else
+    /// may have one.
     pub async fn get(
         pool: &Pool,
         tenant: TenantId,
         entity: EntityId,
         attribute: &AttributeName,
         range: &Range,
-    ) -> Result<Option<Self>, StoreError> {
+    ) -> Result<Result<Self, Missing>, StoreError> {
         let mut client = pool.get().await?;
         let tx = begin_tenant(&mut client, tenant).await?;
+        let known = tx
+            .prepare_cached("SELECT 1 FROM entities WHERE entity_id = $1 AND tenant_id = $2")
+            .await?;
+        if tx
+            .query_opt(&known, &[&entity.get(), &tenant.get()])
+            .await?
+            .is_none()
+        {
+            return Ok(Err(Missing::Entity));
+        }
         let def = tx
             .prepare_cached(
                 "SELECT attribute_id, data_type FROM attributes WHERE tenant_id = $1 AND attribute_name = $2",
@@ -52,7 +70,7 @@ impl History {
             .query_opt(&def, &[&tenant.get(), &attribute.as_str()])
             .await?
         else {
-            return Ok(None);
+            return Ok(Err(Missing::Attribute));
         };
         let (attribute_id, data_type): (i64, String) = (def.get(0), def.get(1));
         // The typed columns become JSON in the database, numerics exactly.
@@ -92,7 +110,7 @@ impl History {
         } else {
             None
         };
-        Ok(Some(Self {
+        Ok(Ok(Self {
             entity_id: entity.get(),
             attribute: attribute.to_string(),
             data_type,

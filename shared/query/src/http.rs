@@ -17,7 +17,7 @@ use atlas_store::Pool;
 use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
 
-use crate::{Consistency, Entity, Freshness, History, QueryConfig, Range};
+use crate::{Consistency, Entity, Freshness, History, Missing, QueryConfig, Range};
 
 pub const ENTITIES: &str = "/v1/entities";
 
@@ -106,7 +106,10 @@ async fn get_history(
     let history = History::get(&api.pool, tenant, id, &name, &range)
         .await
         .map_err(unavailable)?
-        .ok_or_else(|| ApiError::not_found(format!("no attribute {name}")))?;
+        .map_err(|missing| match missing {
+            Missing::Entity => ApiError::not_found(format!("no entity {}", id.get())),
+            Missing::Attribute => ApiError::not_found(format!("no attribute {name}")),
+        })?;
     params.answer(
         started,
         serde_json::to_value(history).expect("history serializes"),

@@ -17,5 +17,5 @@ pub mod http;
 pub use config::QueryConfig;
 pub use entities::Entity;
 pub use freshness::{CacheStatus, Consistency, Freshness};
-pub use history::{History, Point, Range};
+pub use history::{History, Missing, Point, Range};
 pub use http::QueryApi;
