@@ -57,12 +57,14 @@ resource "aws_apigatewayv2_integration" "query_api" {
   payload_format_version = "2.0"
 }
 
-# Entity reads and the plugin registry: the function routes methods and
+# Entity reads, the attribute catalog and the plugin registry: the function routes methods and
 # paths itself and answers anything else with a typed 404 or 405.
 resource "aws_apigatewayv2_route" "query" {
   for_each = toset([
     "GET /v1/entities/{id}",
     "GET /v1/entities/{id}/attributes/{name}/history",
+    "POST /v1/attributes",
+    "GET /v1/attributes/{name}",
     "ANY /v1/plugins",
     "ANY /v1/plugins/{proxy+}",
   ])

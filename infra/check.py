@@ -103,6 +103,11 @@ entities = re.search(r'pub const ENTITIES: &str = "([^"]+)"', open(os.path.join(
 if f"GET {entities.group(1)}/{{id}}" not in routes:
     errors.append(f"no API Gateway route for GET {entities.group(1)}/{{id}}; routes: {routes}")
 
+attributes = re.search(r'pub const ATTRIBUTES: &str = "([^"]+)"', open(os.path.join(ROOT, "shared/query/src/http.rs")).read())
+for key in (f"POST {attributes.group(1)}", f"GET {attributes.group(1)}/{{name}}"):
+    if key not in routes:
+        errors.append(f"no API Gateway route for {key}; routes: {routes}")
+
 # 6. Sample events are valid JSON.
 for p in glob.glob(os.path.join(ROOT, "events", "*.json")):
     try:

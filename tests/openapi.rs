@@ -10,7 +10,7 @@ use std::sync::Arc;
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_query::QueryApi;
 use atlas_store::DbRole;
-use atlas_tests::{TestDb, api_request, body_json, demo_tenants, example_plugin};
+use atlas_tests::{TestDb, api_request, body_json, demo_tenants, example_plugin, flush_all};
 use http::StatusCode;
 use serde_json::Value;
 
@@ -38,7 +38,13 @@ struct Op {
     template: String,
     params: Vec<Value>,
     statuses: Vec<u16>,
-    has_body: bool,
+    /// The documented example of a JSON body, or `Wasm` for a module.
+    body: Option<Body>,
+}
+
+enum Body {
+    Json(Value),
+    Wasm,
 }
 
 fn operations(doc: &Value) -> Vec<Op> {
@@ -58,7 +64,12 @@ fn operations(doc: &Value) -> Vec<Op> {
                     .keys()
                     .map(|s| s.parse().unwrap())
                     .collect(),
-                has_body: op.get("requestBody").is_some(),
+                body: op
+                    .get("requestBody")
+                    .map(|b| match b["content"].get("application/json") {
+                        Some(json) => Body::Json(json["example"].clone()),
+                        None => Body::Wasm,
+                    }),
             });
         }
     }
@@ -116,13 +127,7 @@ impl Api {
         )
         .await;
         assert_eq!(resp.status(), StatusCode::ACCEPTED);
-        let worker = db.pool(DbRole::Worker);
-        while atlas_store::flush::flush_batch(&worker, &atlas_store::flush::FlushConfig::default())
-            .await
-            .unwrap()
-            .moved
-            > 0
-        {}
+        flush_all(&db).await;
         Self {
             _db: db,
             query,
@@ -175,12 +180,10 @@ fn concrete(op: &Op, skip: Option<&str>) -> String {
 }
 
 fn body_for(op: &Op) -> Option<Vec<u8>> {
-    match (op.has_body, op.template.as_str()) {
-        (false, _) => None,
-        (true, "/v1/telemetry") => {
-            Some(br#"{"readings":[{"entity_id":123,"attribute":"humidity","value":40}]}"#.to_vec())
-        }
-        (true, _) => Some(example_plugin("fahrenheit_to_celsius")),
+    match &op.body {
+        None => None,
+        Some(Body::Json(example)) => Some(example.to_string().into_bytes()),
+        Some(Body::Wasm) => Some(example_plugin("fahrenheit_to_celsius")),
     }
 }
 
@@ -285,6 +288,15 @@ async fn another_tenants_ids_and_names_are_404s_on_every_route() {
     let sha = upload["sha256"].as_str().unwrap().to_owned();
     api.call("POST", "/v1/plugins/f2c/versions/1/activate", None)
         .await;
+    // An attribute only tenant 1 has (the documents' example name).
+    let (status, _) = api
+        .call(
+            "POST",
+            "/v1/attributes",
+            Some(br#"{"name":"pressure","data_type":"decimal"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
 
     let mut probed = 0;
     for op in operations(&doc) {

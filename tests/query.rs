@@ -5,8 +5,9 @@
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_query::QueryApi;
 use atlas_store::DbRole;
-use atlas_store::flush::{FlushConfig, flush_batch};
-use atlas_tests::{TestDb, api_request, apigw_request, body_json, demo_tenants, fixture};
+use atlas_tests::{
+    TestDb, api_request, apigw_request, body_json, demo_tenants, fixture, flush_all,
+};
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -24,13 +25,7 @@ async fn setup() -> (TestDb, QueryApi) {
     let resp =
         atlas_ingest::http::handle(&ingest, apigw_request(Some("1"), &body.to_string())).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let worker = db.pool(DbRole::Worker);
-    while flush_batch(&worker, &FlushConfig::default())
-        .await
-        .unwrap()
-        .moved
-        > 0
-    {}
+    flush_all(&db).await;
 
     let objects = std::sync::Arc::new(atlas_objects::LocalDir::new(
         std::env::temp_dir().join(format!("atlas-query-test-{}", std::process::id())),
@@ -313,4 +308,102 @@ async fn history_refuses_unbounded_or_oversized_ranges() {
         (status, body["error"]["message"].as_str()),
         (StatusCode::NOT_FOUND, Some("no entity 999"))
     );
+}
+
+async fn post_attribute(api: &QueryApi, tenant: &str, body: &str) -> (StatusCode, Value) {
+    let req = api_request(tenant, "POST", "/v1/attributes", Some(body.as_bytes()));
+    let resp = atlas_query::http::handle(api, req).await;
+    (resp.status(), body_json(&resp))
+}
+
+#[tokio::test]
+async fn attributes_are_created_once_and_read_back_per_tenant() {
+    let (db, api) = setup().await;
+    let (status, created) = post_attribute(
+        &api,
+        "1",
+        r#"{"name":"pressure","data_type":"decimal","is_hot":true}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        (
+            created["name"].as_str(),
+            created["data_type"].as_str(),
+            created["is_hot"].as_bool()
+        ),
+        (Some("pressure"), Some("decimal"), Some(true))
+    );
+    // The same definition again changes nothing; another one is a conflict.
+    let (status, _) = post_attribute(
+        &api,
+        "1",
+        r#"{"name":"pressure","data_type":"decimal","is_hot":true}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) =
+        post_attribute(&api, "1", r#"{"name":"pressure","data_type":"int"}"#).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("attribute_exists"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("decimal (hot)")
+    );
+
+    let (status, headers, read) = get(&api, "1", "/v1/attributes/pressure").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["data_type"], "decimal");
+    assert_eq!(headers["x-data-source"], "primary");
+    let (status, _, _) = get(&api, "2", "/v1/attributes/pressure").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "tenant 2 has no pressure");
+
+    // Ingest takes it at once, and it is hot.
+    let ingest = IngestService::new(db.pool(DbRole::App), IngestConfig::default());
+    let body = json!({"readings": [{"entity_id": 123, "attribute": "pressure", "value": 1013.25}]});
+    let resp =
+        atlas_ingest::http::handle(&ingest, apigw_request(Some("1"), &body.to_string())).await;
+    assert_eq!(body_json(&resp)["accepted"], 1);
+    flush_all(&db).await;
+    let (_, _, entity) = get(&api, "1", "/v1/entities/123").await;
+    assert_eq!(entity["hot_attributes"]["pressure"], 1013.25);
+}
+
+#[tokio::test]
+async fn bad_attribute_definitions_are_typed_400s() {
+    let (_db, api) = setup().await;
+    for (body, code) in [
+        ("not json", "malformed_json"),
+        (r#"{"name":"x"}"#, "malformed_json"),
+        (
+            r#"{"name":"x","data_type":"int","unit":"kPa"}"#,
+            "malformed_json",
+        ),
+        (
+            r#"{"name":"Bad Name","data_type":"int"}"#,
+            "invalid_attribute",
+        ),
+        (
+            r#"{"name":"x'; DROP TABLE attributes; --","data_type":"int"}"#,
+            "invalid_attribute",
+        ),
+        (r#"{"name":"x","data_type":"float"}"#, "invalid_data_type"),
+    ] {
+        let (status, out) = post_attribute(&api, "1", body).await;
+        assert_eq!(
+            (status, out["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{body}: {out}"
+        );
+    }
+    let big = format!(
+        r#"{{"name":"x","data_type":"int","pad":"{}"}}"#,
+        "x".repeat(70_000)
+    );
+    let (status, _) = post_attribute(&api, "1", &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }

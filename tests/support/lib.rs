@@ -246,3 +246,15 @@ pub fn msk_event(records: Vec<(i64, &str, serde_json::Value, Option<i64>)>) -> s
     event["records"] = serde_json::json!({ "atlas.raw-telemetry-0": recs });
     event
 }
+
+/// Runs the flusher until staging is empty.
+pub async fn flush_all(db: &TestDb) {
+    let pool = db.pool(atlas_store::DbRole::Worker);
+    let cfg = atlas_store::flush::FlushConfig::default();
+    while atlas_store::flush::flush_batch(&pool, &cfg)
+        .await
+        .expect("flush")
+        .moved
+        > 0
+    {}
+}

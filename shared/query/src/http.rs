@@ -2,6 +2,7 @@
 //!
 //! - `GET /v1/entities/{id}?consistency=strong|eventual|analytics&max_lag_seconds=N`
 //! - `GET /v1/entities/{id}/attributes/{name}/history?from=T&to=T[&limit=N]`
+//! - `POST /v1/attributes`, `GET /v1/attributes/{name}`: the catalog
 //! - everything under `/v1/plugins`, handed to the plugin registry
 //!
 //! The tenant is always the authorizer's. Another tenant's entity is a 404,
@@ -10,16 +11,20 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use atlas_core::{AttributeName, EntityId};
-use atlas_http::{ApiError, Body, Request, Response, query_params, tenant_from_request};
+use atlas_core::{AttributeName, DataType, EntityId};
+use atlas_http::{
+    ApiError, Body, Request, Response, body_bytes, json, query_params, tenant_from_request,
+};
 use atlas_plugins::Registry;
 use atlas_store::Pool;
 use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
 
+use crate::catalog::{Attribute, Created, NewAttribute};
 use crate::{Consistency, Entity, Freshness, History, Missing, QueryConfig, Range};
 
 pub const ENTITIES: &str = "/v1/entities";
+pub const ATTRIBUTES: &str = "/v1/attributes";
 
 /// Everything the query API serves from.
 pub struct QueryApi {
@@ -56,20 +61,91 @@ pub async fn handle(api: &QueryApi, req: Request) -> Response<Body> {
 }
 
 async fn route(api: &QueryApi, path: &str, req: Request) -> Result<Response<Body>, ApiError> {
-    let parts: Vec<&str> = path
-        .strip_prefix(ENTITIES)
-        .ok_or_else(|| ApiError::not_found(format!("no route {path}")))?
-        .split('/')
-        .filter(|p| !p.is_empty())
-        .collect();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     match (parts.as_slice(), req.method()) {
-        ([id], &Method::GET) => get_entity(api, id, &req).await,
-        ([id, "attributes", name, "history"], &Method::GET) => {
+        (["v1", "entities", id], &Method::GET) => get_entity(api, id, &req).await,
+        (["v1", "entities", id, "attributes", name, "history"], &Method::GET) => {
             get_history(api, id, name, &req).await
         }
-        ([_], _) | ([_, "attributes", _, "history"], _) => Err(ApiError::method_not_allowed("GET")),
+        (["v1", "attributes"], &Method::POST) => create_attribute(api, &req).await,
+        (["v1", "attributes", name], &Method::GET) => get_attribute(api, name, &req).await,
+        (["v1", "entities", _], _)
+        | (["v1", "entities", _, "attributes", _, "history"], _)
+        | (["v1", "attributes", _], _) => Err(ApiError::method_not_allowed("GET")),
+        (["v1", "attributes"], _) => Err(ApiError::method_not_allowed("POST")),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
+}
+
+/// Largest body `POST /v1/attributes` reads.
+const MAX_ATTRIBUTE_BODY: usize = 64 << 10;
+
+async fn create_attribute(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_from_request(req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    if !query_params(req).is_empty() {
+        return Err(ApiError::bad_request(
+            "unknown_parameter",
+            "POST /v1/attributes takes no query parameters",
+        ));
+    }
+    let body = body_bytes(req);
+    if body.len() > MAX_ATTRIBUTE_BODY {
+        return Err(ApiError::too_large(
+            "body_too_large",
+            format!(
+                "request body is {} bytes; the limit is {MAX_ATTRIBUTE_BODY}",
+                body.len()
+            ),
+        ));
+    }
+    let new: NewAttribute = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("the body must be {{\"name\", \"data_type\", \"is_hot\"}}: {e}"),
+        )
+    })?;
+    let name = AttributeName::parse(&new.name)
+        .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
+    let data_type: DataType = new.data_type.parse().map_err(|e: atlas_core::ValueError| {
+        ApiError::bad_request("invalid_data_type", e.to_string())
+    })?;
+    match Attribute::create(&api.pool, tenant, &name, data_type, new.is_hot)
+        .await
+        .map_err(unavailable)?
+    {
+        Created::New(a) => Ok(json(StatusCode::CREATED, &a)),
+        Created::Same(a) => Ok(json(StatusCode::OK, &a)),
+        Created::Conflict(a) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "attribute_exists",
+            format!(
+                "attribute {} exists as {}{}; types never change, hotness changes with PATCH",
+                a.name,
+                a.data_type,
+                if a.is_hot { " (hot)" } else { " (cold)" }
+            ),
+        )),
+    }
+}
+
+async fn get_attribute(
+    api: &QueryApi,
+    name: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_from_request(req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let name = AttributeName::parse(name)
+        .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
+    let params = ReadParams::parse(&query_params(req), &[])?;
+    let started = Instant::now();
+    let attribute = Attribute::get(&api.pool, tenant, &name)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::not_found(format!("no attribute {name}")))?;
+    params.answer(
+        started,
+        serde_json::to_value(attribute).expect("attributes serialize"),
+    )
 }
 
 async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<Body>, ApiError> {

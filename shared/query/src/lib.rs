@@ -8,12 +8,14 @@
 //! routes. Replica, cache and warehouse routing
 //! come next, behind the same `Freshness` contract.
 
+mod catalog;
 mod config;
 mod entities;
 mod freshness;
 mod history;
 pub mod http;
 
+pub use catalog::Attribute;
 pub use config::QueryConfig;
 pub use entities::Entity;
 pub use freshness::{CacheStatus, Consistency, Freshness};

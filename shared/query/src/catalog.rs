@@ -1,0 +1,94 @@
+use atlas_core::{AttributeName, DataType, TenantId};
+use atlas_store::{Pool, StoreError, begin_tenant};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One attribute of a tenant's catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attribute {
+    pub name: String,
+    pub data_type: String,
+    pub is_hot: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The body of `POST /v1/attributes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAttribute {
+    pub name: String,
+    pub data_type: String,
+    #[serde(default)]
+    pub is_hot: bool,
+}
+
+/// What creating an attribute did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New(Attribute),
+    /// It existed with the same definition: nothing to do.
+    Same(Attribute),
+    /// It exists with another type or hotness.
+    Conflict(Attribute),
+}
+
+const SELECT: &str = "SELECT attribute_name, data_type, is_hot, created_at FROM attributes \
+                      WHERE tenant_id = $1 AND attribute_name = $2";
+
+fn attribute(r: &tokio_postgres::Row) -> Attribute {
+    Attribute {
+        name: r.get(0),
+        data_type: r.get(1),
+        is_hot: r.get(2),
+        created_at: r.get(3),
+    }
+}
+
+impl Attribute {
+    pub async fn get(
+        pool: &Pool,
+        tenant: TenantId,
+        name: &AttributeName,
+    ) -> Result<Option<Self>, StoreError> {
+        let mut client = pool.get().await?;
+        let tx = begin_tenant(&mut client, tenant).await?;
+        let stmt = tx.prepare_cached(SELECT).await?;
+        let row = tx
+            .query_opt(&stmt, &[&tenant.get(), &name.as_str()])
+            .await?;
+        tx.commit().await?;
+        Ok(row.as_ref().map(attribute))
+    }
+
+    /// Adds an attribute to the catalog. Ingest sees it within
+    /// `ATLAS_CATALOG_TTL_MS`, or at once for a reading that names it.
+    pub async fn create(
+        pool: &Pool,
+        tenant: TenantId,
+        name: &AttributeName,
+        data_type: DataType,
+        is_hot: bool,
+    ) -> Result<Created, StoreError> {
+        let mut client = pool.get().await?;
+        let tx = begin_tenant(&mut client, tenant).await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO attributes (tenant_id, attribute_name, data_type, is_hot) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, attribute_name) DO NOTHING",
+                &[&tenant.get(), &name.as_str(), &data_type.as_str(), &is_hot],
+            )
+            .await?;
+        let row = tx
+            .query_one(SELECT, &[&tenant.get(), &name.as_str()])
+            .await?;
+        tx.commit().await?;
+        let a = attribute(&row);
+        Ok(if inserted == 1 {
+            Created::New(a)
+        } else if a.data_type == data_type.as_str() && a.is_hot == is_hot {
+            Created::Same(a)
+        } else {
+            Created::Conflict(a)
+        })
+    }
+}
