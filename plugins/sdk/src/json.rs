@@ -1,22 +1,10 @@
-//! Just enough JSON for the ABI's payload: a strict parser and a writer.
-//! Numbers keep their text until a reading asks for them, so a 64-bit
-//! entity id survives intact.
+//! Just enough JSON for the ABI's payload: a strict parser that decodes
+//! readings straight from the bytes, and a writer. Integers are parsed as
+//! integers, so a 64-bit entity id survives intact.
 
 use std::io::Write;
 
 use crate::{Reading, Value};
-
-/// A value the decoder skips over (fields it does not know); it is built
-/// only to be dropped, which keeps the skipping code the validating code.
-#[allow(dead_code)]
-enum Json {
-    Null,
-    Bool(bool),
-    Number(String),
-    Str(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
 
 struct Parser<'a> {
     s: &'a [u8],
@@ -44,61 +32,51 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn value(&mut self, depth: u32) -> Result<Json, String> {
+    /// Checks and steps over a value the decoder does not keep (a field
+    /// it does not know), without building anything from it.
+    fn skip(&mut self, depth: u32) -> Result<(), String> {
         if depth > 64 {
             return self.err("nested too deeply");
         }
         self.ws();
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                if self.eat(b'}') {
-                    return Ok(Json::Object(fields));
-                }
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    if !self.eat(b':') {
-                        return self.err("expected ':'");
-                    }
-                    fields.push((key, self.value(depth + 1)?));
-                    if self.eat(b'}') {
-                        return Ok(Json::Object(fields));
-                    }
-                    if !self.eat(b',') {
-                        return self.err("expected ',' or '}'");
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                if self.eat(b']') {
-                    return Ok(Json::Array(items));
-                }
-                loop {
-                    items.push(self.value(depth + 1)?);
-                    if self.eat(b']') {
-                        return Ok(Json::Array(items));
-                    }
-                    if !self.eat(b',') {
-                        return self.err("expected ',' or ']'");
-                    }
-                }
-            }
-            Some(b'"') => self.string().map(Json::Str),
-            Some(b't') => self.word("true", Json::Bool(true)),
-            Some(b'f') => self.word("false", Json::Bool(false)),
-            Some(b'n') => self.word("null", Json::Null),
+        let (open, close) = match self.s.get(self.i) {
+            Some(b'{') => (b'{', b'}'),
+            Some(b'[') => (b'[', b']'),
+            Some(b'"') => return self.string().map(drop),
+            Some(b't') => return self.word("true"),
+            Some(b'f') => return self.word("false"),
+            Some(b'n') => return self.word("null"),
             Some(b'-') | Some(b'0'..=b'9') => {
-                let text = self.number_text();
-                if text.parse::<f64>().is_err() {
-                    return self.err("bad number");
-                }
-                Ok(Json::Number(text.to_owned()))
+                return match self.number_text().parse::<f64>() {
+                    Ok(_) => Ok(()),
+                    Err(_) => self.err("bad number"),
+                };
             }
-            _ => self.err("expected a value"),
+            _ => return self.err("expected a value"),
+        };
+        self.i += 1;
+        if self.eat(close) {
+            return Ok(());
+        }
+        loop {
+            if open == b'{' {
+                self.ws();
+                self.string()?;
+                if !self.eat(b':') {
+                    return self.err("expected ':'");
+                }
+            }
+            self.skip(depth + 1)?;
+            if self.eat(close) {
+                return Ok(());
+            }
+            if !self.eat(b',') {
+                return self.err(if open == b'{' {
+                    "expected ',' or '}'"
+                } else {
+                    "expected ',' or ']'"
+                });
+            }
         }
     }
 
@@ -116,10 +94,10 @@ impl<'a> Parser<'a> {
         std::str::from_utf8(&self.s[start..self.i]).unwrap_or("")
     }
 
-    fn word(&mut self, w: &str, v: Json) -> Result<Json, String> {
+    fn word(&mut self, w: &str) -> Result<(), String> {
         if self.s[self.i..].starts_with(w.as_bytes()) {
             self.i += w.len();
-            Ok(v)
+            Ok(())
         } else {
             self.err("bad literal")
         }
@@ -223,13 +201,9 @@ impl<'a> Parser<'a> {
                     Err(_) => self.err("bad number"),
                 }
             }
-            Some(b't') => self
-                .word("true", Json::Bool(true))
-                .map(|_| Field::Bool(true)),
-            Some(b'f') => self
-                .word("false", Json::Bool(false))
-                .map(|_| Field::Bool(false)),
-            _ => self.value(2).map(|_| Field::Other),
+            Some(b't') => self.word("true").map(|_| Field::Bool(true)),
+            Some(b'f') => self.word("false").map(|_| Field::Bool(false)),
+            _ => self.skip(2).map(|_| Field::Other),
         }
     }
 
@@ -270,7 +244,7 @@ impl<'a> Parser<'a> {
                         }
                     }
                     _ => {
-                        self.value(2)?;
+                        self.skip(2)?;
                     }
                 }
                 if self.eat(b'}') {
@@ -328,7 +302,7 @@ pub(crate) fn decode_batch(input: &[u8]) -> Result<Vec<Reading>, String> {
                 }
                 readings = Some(items);
             } else {
-                p.value(1)?;
+                p.skip(1)?;
             }
             if p.eat(b'}') {
                 break;
@@ -443,6 +417,23 @@ mod tests {
             assert!(
                 decode_batch(bad).is_err(),
                 "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_checked_and_skipped() {
+        let ok = br#"{"meta":[true,"x",-1.5e3],"readings":[{"entity_id":1,"extra":{"a":[1,{"b":null}]},"attribute":"a","value":2}]}"#;
+        assert_eq!(decode_batch(ok).unwrap()[0].attribute, "a");
+        for bad in [
+            &br#"{"readings":[{"entity_id":1,"extra":{"a":]},"attribute":"a","value":2}]}"#[..],
+            br#"{"meta":[1 2],"readings":[]}"#,
+            br#"{"meta":nul,"readings":[]}"#,
+        ] {
+            assert!(
+                decode_batch(bad).is_err(),
+                "{}",
                 String::from_utf8_lossy(bad)
             );
         }

@@ -16,6 +16,13 @@ pub enum AuthError {
     BadTenant(IdError),
 }
 
+/// Every route answers a missing or bad tenant the same way: 401.
+impl From<AuthError> for crate::ApiError {
+    fn from(e: AuthError) -> Self {
+        crate::ApiError::unauthorized(e.to_string())
+    }
+}
+
 /// The tenant from the API Gateway authorizer context. The body is never
 /// consulted: a caller cannot name a tenant, only prove one.
 pub fn tenant_from_request(req: &lambda_http::Request) -> Result<TenantId, AuthError> {

@@ -25,7 +25,7 @@ async fn accept(svc: &IngestService, req: Request) -> Result<Response<Body>, Api
     if req.method() != Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
     }
-    let tenant = tenant_from_request(&req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let tenant = tenant_from_request(&req)?;
     let body = body_bytes(&req);
     let cfg = svc.config();
     let readings = parse_batch(body, cfg.max_body_bytes, cfg.max_readings)?;

@@ -34,7 +34,7 @@ async fn route(registry: &Registry, req: Request) -> Result<Response<Body>, ApiE
         .ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
     let method = req.method().clone();
-    let tenant = || tenant_from_request(&req).map_err(|e| ApiError::unauthorized(e.to_string()));
+    let tenant = || -> Result<TenantId, ApiError> { Ok(tenant_from_request(&req)?) };
     match (parts.as_slice(), method) {
         ([], Method::GET) => {
             let plugins = registry.list(tenant()?).await.map_err(api_error)?;

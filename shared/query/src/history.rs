@@ -51,28 +51,28 @@ impl History {
     ) -> Result<Result<Self, Missing>, StoreError> {
         let mut client = pool.get().await?;
         let tx = begin_tenant(&mut client, tenant).await?;
-        let known = tx
-            .prepare_cached("SELECT 1 FROM entities WHERE entity_id = $1 AND tenant_id = $2")
-            .await?;
-        if tx
-            .query_opt(&known, &[&entity.get(), &tenant.get()])
-            .await?
-            .is_none()
-        {
-            return Ok(Err(Missing::Entity));
-        }
-        let def = tx
+        // The entity and the attribute are looked up in one round trip.
+        let lookup = tx
             .prepare_cached(
-                "SELECT attribute_id, data_type FROM attributes WHERE tenant_id = $1 AND attribute_name = $2",
+                "SELECT EXISTS (SELECT 1 FROM entities WHERE entity_id = $1 AND tenant_id = $2), \
+                        a.attribute_id, a.data_type \
+                 FROM (SELECT 1) one \
+                 LEFT JOIN attributes a ON a.tenant_id = $2 AND a.attribute_name = $3",
             )
             .await?;
-        let Some(def) = tx
-            .query_opt(&def, &[&tenant.get(), &attribute.as_str()])
-            .await?
-        else {
+        let def = tx
+            .query_one(
+                &lookup,
+                &[&entity.get(), &tenant.get(), &attribute.as_str()],
+            )
+            .await?;
+        if !def.get::<_, bool>(0) {
+            return Ok(Err(Missing::Entity));
+        }
+        let Some(attribute_id) = def.get::<_, Option<i64>>(1) else {
             return Ok(Err(Missing::Attribute));
         };
-        let (attribute_id, data_type): (i64, String) = (def.get(0), def.get(1));
+        let data_type: String = def.get(2);
         // The typed columns become JSON in the database, numerics exactly.
         let points = tx
             .prepare_cached(

@@ -81,7 +81,7 @@ async fn route(api: &QueryApi, path: &str, req: Request) -> Result<Response<Body
 const MAX_ATTRIBUTE_BODY: usize = 64 << 10;
 
 async fn create_attribute(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiError> {
-    let tenant = tenant_from_request(req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let tenant = tenant_from_request(req)?;
     if !query_params(req).is_empty() {
         return Err(ApiError::bad_request(
             "unknown_parameter",
@@ -133,7 +133,7 @@ async fn get_attribute(
     name: &str,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let tenant = tenant_from_request(req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let tenant = tenant_from_request(req)?;
     let name = AttributeName::parse(name)
         .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
     let params = ReadParams::parse(&query_params(req), &[])?;
@@ -149,7 +149,7 @@ async fn get_attribute(
 }
 
 async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<Body>, ApiError> {
-    let tenant = tenant_from_request(req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let tenant = tenant_from_request(req)?;
     let id = EntityId::parse(id)
         .map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))?;
     let params = ReadParams::parse(&query_params(req), &[])?;
@@ -170,7 +170,7 @@ async fn get_history(
     name: &str,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let tenant = tenant_from_request(req).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let tenant = tenant_from_request(req)?;
     let id = EntityId::parse(id)
         .map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))?;
     let name = AttributeName::parse(name)
