@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_store::DbRole;
-use atlas_store::flush::{FlushConfig, flush_batch};
 use atlas_tests::{
-    TestDb, apigw_event, apigw_request, body_json, count, demo_tenants, fixture, msk_event,
+    TestDb, apigw_event, apigw_request, body_json, count, demo_tenants, fixture, flush_all,
+    msk_event,
 };
 use chrono::{Duration, SecondsFormat, Utc};
 use http::StatusCode;
@@ -24,16 +24,6 @@ async fn post(svc: &IngestService, tenant: Option<&str>, body: &str) -> (StatusC
     let resp = atlas_ingest::http::handle(svc, apigw_request(tenant, body)).await;
     let status = resp.status();
     (status, body_json(&resp))
-}
-
-async fn flush_all(db: &TestDb) {
-    let pool = db.pool(DbRole::Worker);
-    while flush_batch(&pool, &FlushConfig::default())
-        .await
-        .unwrap()
-        .moved
-        > 0
-    {}
 }
 
 fn ts(offset: Duration) -> String {

@@ -10,10 +10,9 @@ use atlas_objects::ObjectStore;
 use atlas_plugin_host::Host;
 use atlas_plugins::{Registry, Transforms};
 use atlas_store::DbRole;
-use atlas_store::flush::{FlushConfig, flush_batch};
 use atlas_tests::{
-    TestDb, api_request, apigw_request, body_json, count, demo_tenants, example_plugin, msk_event,
-    s3_store,
+    TestDb, api_request, apigw_request, body_json, count, demo_tenants, example_plugin, flush_all,
+    msk_event, s3_store,
 };
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -87,13 +86,15 @@ impl Stack {
     }
 
     async fn flush(&self) {
-        let pool = self.db.pool(DbRole::Worker);
-        while flush_batch(&pool, &FlushConfig::default())
-            .await
-            .unwrap()
-            .moved
-            > 0
-        {}
+        flush_all(&self.db).await;
+    }
+
+    /// Uploads a module as the tenant's plugin `name`, version 1, and
+    /// activates it.
+    async fn install(&self, tenant: &str, name: &str, wasm: &[u8]) {
+        self.upload(tenant, &format!("/v1/plugins/{name}"), wasm)
+            .await;
+        self.activate(tenant, name, 1).await;
     }
 
     /// (attribute, value) of an entity's stored readings, by attribute.
@@ -211,9 +212,7 @@ async fn an_uploaded_plugin_transforms_ingest_end_to_end() {
 #[tokio::test]
 async fn derived_and_dropped_readings_follow_the_plugin() {
     let s = Stack::new().await;
-    s.upload("1", "/v1/plugins/pii", &example_plugin("drop_pii"))
-        .await;
-    s.activate("1", "pii", 1).await;
+    s.install("1", "pii", &example_plugin("drop_pii")).await;
     let (status, out) = s
         .post(
             "1",
@@ -228,9 +227,8 @@ async fn derived_and_dropped_readings_follow_the_plugin() {
 
     // A plugin's output is checked like any request: what it derives must
     // be in the catalog, and a refusal points into its output.
-    s.upload("1", "/v1/plugins/power", &example_plugin("derived_power"))
+    s.install("1", "power", &example_plugin("derived_power"))
         .await;
-    s.activate("1", "power", 1).await;
     let (status, out) = s
         .post(
             "1",
@@ -263,13 +261,8 @@ async fn derived_and_dropped_readings_follow_the_plugin() {
 #[tokio::test]
 async fn a_validator_refuses_the_batch_with_422_and_nothing_is_staged() {
     let s = Stack::new().await;
-    s.upload(
-        "1",
-        "/v1/plugins/ranges",
-        &example_plugin("range_validator"),
-    )
-    .await;
-    s.activate("1", "ranges", 1).await;
+    s.install("1", "ranges", &example_plugin("range_validator"))
+        .await;
     let (status, out) = s
         .post(
             "1",
@@ -613,13 +606,8 @@ async fn a_cold_container_loads_the_artifact_and_survives_a_bad_one() {
 #[tokio::test]
 async fn on_msk_a_batch_the_plugin_refuses_is_skipped_and_the_others_staged() {
     let s = Stack::new().await;
-    s.upload(
-        "1",
-        "/v1/plugins/ranges",
-        &example_plugin("range_validator"),
-    )
-    .await;
-    s.activate("1", "ranges", 1).await;
+    s.install("1", "ranges", &example_plugin("range_validator"))
+        .await;
     let bad = json!({"readings": [{"entity_id": 1, "attribute": "humidity", "value": 140}]});
     let good = json!({"readings": [{"entity_id": 2, "attribute": "humidity", "value": 50}]});
     let event = msk_event(vec![
