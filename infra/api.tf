@@ -61,6 +61,7 @@ resource "aws_apigatewayv2_integration" "query_api" {
 # paths itself and answers anything else with a typed 404 or 405.
 resource "aws_apigatewayv2_route" "query" {
   for_each = toset([
+    "POST /v1/entities/search",
     "GET /v1/entities/{id}",
     "GET /v1/entities/{id}/attributes/{name}/history",
     "POST /v1/attributes",

@@ -227,6 +227,17 @@ async fn atlas_dev_serves_the_write_path_on_a_given_database() {
     assert_eq!(resp.headers()["x-data-source"], "primary");
     let entity: Value = resp.json().await.unwrap();
     assert_eq!(entity["hot_attributes"], hot);
+    // And finds it by a hot attribute.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/entities/search", dev.url))
+        .bearer_auth(&t)
+        .json(&json!({"filter": [{"attribute": "region", "op": "eq", "value": "eu-west-1"}]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 200);
+    let found: Value = resp.json().await.unwrap();
+    assert_eq!(found["entities"][0]["entity_id"], 42, "{found}");
 
     // The heartbeat runs on its own timer too.
     wait_for(

@@ -5,12 +5,12 @@
 //! document is the cross-tenant suite: tenant 2 with tenant 1's ids and
 //! names gets 404s and never a byte of tenant 1's data.
 
-use std::sync::Arc;
-
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_query::QueryApi;
 use atlas_store::DbRole;
-use atlas_tests::{TestDb, api_request, body_json, demo_tenants, example_plugin, flush_all};
+use atlas_tests::{
+    TestDb, api_request, body_json, demo_tenants, example_plugin, flush_all, query_api,
+};
 use http::StatusCode;
 use serde_json::Value;
 
@@ -102,22 +102,7 @@ impl Api {
     async fn new() -> Self {
         let db = TestDb::new().await;
         demo_tenants(&db).await;
-        let objects = Arc::new(atlas_objects::LocalDir::new(std::env::temp_dir().join(
-            format!(
-                "atlas-openapi-test-{}-{}",
-                std::process::id(),
-                fastrand::u32(..)
-            ),
-        )));
-        let query = QueryApi {
-            pool: db.pool(DbRole::App),
-            registry: atlas_plugins::Registry::new(
-                db.pool(DbRole::App),
-                objects,
-                atlas_plugin_host::Host::new().unwrap(),
-            ),
-            config: atlas_query::QueryConfig::default(),
-        };
+        let query = query_api(&db);
         let ingest = IngestService::new(db.pool(DbRole::App), IngestConfig::default());
         // Entity 123 exists, so reading it can succeed.
         let seed = br#"{"readings":[{"entity_id":123,"attribute":"temperature","value":21.5}]}"#;

@@ -6,7 +6,7 @@ use atlas_ingest::{IngestConfig, IngestService};
 use atlas_query::QueryApi;
 use atlas_store::DbRole;
 use atlas_tests::{
-    TestDb, api_request, apigw_request, body_json, demo_tenants, fixture, flush_all,
+    TestDb, api_request, apigw_request, body_json, demo_tenants, fixture, flush_all, query_api,
 };
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -27,19 +27,7 @@ async fn setup() -> (TestDb, QueryApi) {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     flush_all(&db).await;
 
-    let objects = std::sync::Arc::new(atlas_objects::LocalDir::new(
-        std::env::temp_dir().join(format!("atlas-query-test-{}", std::process::id())),
-    ));
-    let registry = atlas_plugins::Registry::new(
-        db.pool(DbRole::App),
-        objects,
-        atlas_plugin_host::Host::new().unwrap(),
-    );
-    let api = QueryApi {
-        pool: db.pool(DbRole::App),
-        registry,
-        config: atlas_query::QueryConfig::default(),
-    };
+    let api = query_api(&db);
     (db, api)
 }
 
@@ -101,6 +89,12 @@ async fn the_sample_api_gateway_event_is_served() {
     let resp = atlas_query::http::handle(&api, req).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(body_json(&resp)["attribute"], "humidity");
+
+    let event = fixture("apigw-post-search.json");
+    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let resp = atlas_query::http::handle(&api, req).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", body_json(&resp));
+    assert!(body_json(&resp)["entities"].is_array());
 }
 
 #[tokio::test]

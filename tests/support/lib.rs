@@ -258,3 +258,23 @@ pub async fn flush_all(db: &TestDb) {
         > 0
     {}
 }
+
+/// The query API over `db`, with plugins kept in a fresh local directory.
+pub fn query_api(db: &TestDb) -> atlas_query::QueryApi {
+    let objects = std::sync::Arc::new(atlas_objects::LocalDir::new(std::env::temp_dir().join(
+        format!(
+            "atlas-query-test-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ),
+    )));
+    atlas_query::QueryApi::new(
+        db.pool(DbRole::App),
+        atlas_plugins::Registry::new(
+            db.pool(DbRole::App),
+            objects,
+            atlas_plugin_host::Host::new().expect("plugin host"),
+        ),
+        atlas_query::QueryConfig::default(),
+    )
+}

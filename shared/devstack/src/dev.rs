@@ -77,11 +77,11 @@ async fn serve(
         ingest_cfg.catalog_ttl,
     );
     let ingest = Arc::new(IngestService::new(app.clone(), ingest_cfg).with_transforms(transforms));
-    let query = Arc::new(QueryApi {
-        pool: app.clone(),
-        registry: Registry::new(app, objects, host),
-        config: atlas_query::QueryConfig::from_env()?,
-    });
+    let query = Arc::new(QueryApi::new(
+        app.clone(),
+        Registry::new(app, objects, host),
+        atlas_query::QueryConfig::from_env()?,
+    ));
     let secret = crate::secret::load_or_create(&opts.data_dir)?;
     let routes = Routes::default()
         .route(

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use atlas_cloud::config::{ConfigError, seconds};
+use atlas_cloud::config::{ConfigError, millis, seconds};
 
 /// Limits of the query API, each overridable from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,12 +8,16 @@ pub struct QueryConfig {
     /// `ATLAS_HISTORY_MAX_RANGE_SECS`: the widest `from`..`to` a history
     /// read may ask for (default 7 days).
     pub history_max_range: Duration,
+    /// `ATLAS_CATALOG_TTL_MS`: how long a tenant's attribute catalog is
+    /// cached for searches (ingest reads the same variable).
+    pub catalog_ttl: Duration,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             history_max_range: Duration::from_secs(7 * 86_400),
+            catalog_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -23,6 +27,7 @@ impl QueryConfig {
         let d = Self::default();
         Ok(Self {
             history_max_range: seconds("ATLAS_HISTORY_MAX_RANGE_SECS", d.history_max_range)?,
+            catalog_ttl: millis("ATLAS_CATALOG_TTL_MS", d.catalog_ttl)?,
         })
     }
 }

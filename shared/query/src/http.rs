@@ -1,6 +1,7 @@
 //! The query API's routes behind API Gateway (and the local gateway):
 //!
 //! - `GET /v1/entities/{id}?consistency=strong|eventual|analytics&max_lag_seconds=N`
+//! - `POST /v1/entities/search`: a filter over hot attributes
 //! - `GET /v1/entities/{id}/attributes/{name}/history?from=T&to=T[&limit=N]`
 //! - `POST /v1/attributes`, `GET /v1/attributes/{name}`: the catalog
 //! - everything under `/v1/plugins`, handed to the plugin registry
@@ -16,11 +17,12 @@ use atlas_http::{
     ApiError, Body, Request, Response, body_bytes, json, query_params, tenant_from_request,
 };
 use atlas_plugins::Registry;
-use atlas_store::Pool;
+use atlas_store::{Catalog, Pool};
 use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
 
 use crate::catalog::{Attribute, Created, NewAttribute};
+use crate::search::{Search, SearchRequest};
 use crate::{Consistency, Entity, Freshness, History, Missing, QueryConfig, Range};
 
 pub const ENTITIES: &str = "/v1/entities";
@@ -29,20 +31,31 @@ pub const ATTRIBUTES: &str = "/v1/attributes";
 /// Everything the query API serves from.
 pub struct QueryApi {
     /// Acting as the application role.
-    pub pool: Pool,
-    pub registry: Registry,
-    pub config: QueryConfig,
+    pool: Pool,
+    registry: Registry,
+    config: QueryConfig,
+    /// Which attributes a search may name, and their types.
+    catalog: Catalog,
 }
 
 impl QueryApi {
+    pub fn new(pool: Pool, registry: Registry, config: QueryConfig) -> Self {
+        Self {
+            catalog: Catalog::new(pool.clone(), config.catalog_ttl),
+            pool,
+            registry,
+            config,
+        }
+    }
+
     /// `DATABASE_URL` (acting as `atlas_app`) and, for the registry,
     /// `ATLAS_OBJECT_STORE`.
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(Self {
-            pool: atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?.pool()?,
-            registry: Registry::from_env().await?,
-            config: QueryConfig::from_env()?,
-        })
+        Ok(Self::new(
+            atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?.pool()?,
+            Registry::from_env().await?,
+            QueryConfig::from_env()?,
+        ))
     }
 }
 
@@ -63,6 +76,8 @@ pub async fn handle(api: &QueryApi, req: Request) -> Response<Body> {
 async fn route(api: &QueryApi, path: &str, req: Request) -> Result<Response<Body>, ApiError> {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     match (parts.as_slice(), req.method()) {
+        (["v1", "entities", "search"], &Method::POST) => search(api, &req).await,
+        (["v1", "entities", "search"], _) => Err(ApiError::method_not_allowed("POST")),
         (["v1", "entities", id], &Method::GET) => get_entity(api, id, &req).await,
         (["v1", "entities", id, "attributes", name, "history"], &Method::GET) => {
             get_history(api, id, name, &req).await
@@ -77,8 +92,62 @@ async fn route(api: &QueryApi, path: &str, req: Request) -> Result<Response<Body
     }
 }
 
-/// Largest body `POST /v1/attributes` reads.
-const MAX_ATTRIBUTE_BODY: usize = 64 << 10;
+/// Largest body `POST /v1/attributes` and `POST /v1/entities/search` read.
+const MAX_BODY: usize = 64 << 10;
+
+/// The request body as `T`, within `MAX_BODY`; `shape` tells a caller
+/// what was expected.
+fn json_body<T: serde::de::DeserializeOwned>(req: &Request, shape: &str) -> Result<T, ApiError> {
+    let body = body_bytes(req);
+    if body.len() > MAX_BODY {
+        return Err(ApiError::too_large(
+            "body_too_large",
+            format!(
+                "request body is {} bytes; the limit is {MAX_BODY}",
+                body.len()
+            ),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("the body must be {shape}: {e}"))
+    })
+}
+
+async fn search(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_from_request(req)?;
+    let params = ReadParams::parse(&query_params(req), &[])?;
+    let body: SearchRequest = json_body(
+        req,
+        "{\"filter\": [{\"attribute\", \"op\", \"value\"}], \"order_by\", \"order\", \"limit\", \"cursor\"}",
+    )?;
+    let started = Instant::now();
+    let mut catalog = api.catalog.get(tenant).await.map_err(unavailable)?;
+    // An attribute created a moment ago may be missing from the cached
+    // catalog: look again, at most once a second.
+    let named = body
+        .filter
+        .iter()
+        .map(|c| c.attribute.as_str())
+        .chain(body.order_by.as_deref().filter(|o| *o != "updated_at"));
+    if named.into_iter().any(|n| {
+        catalog
+            .as_ref()
+            .is_none_or(|c| !c.attributes.contains_key(n))
+    }) {
+        catalog = api
+            .catalog
+            .reload_if_older(tenant, std::time::Duration::from_secs(1))
+            .await
+            .map_err(unavailable)?;
+    }
+    let search = Search::parse(body, catalog.as_deref())
+        .map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    let page = search.run(&api.pool, tenant).await.map_err(unavailable)?;
+    params.answer(
+        started,
+        serde_json::to_value(page).expect("pages serialize"),
+    )
+}
 
 async fn create_attribute(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_from_request(req)?;
@@ -88,22 +157,7 @@ async fn create_attribute(api: &QueryApi, req: &Request) -> Result<Response<Body
             "POST /v1/attributes takes no query parameters",
         ));
     }
-    let body = body_bytes(req);
-    if body.len() > MAX_ATTRIBUTE_BODY {
-        return Err(ApiError::too_large(
-            "body_too_large",
-            format!(
-                "request body is {} bytes; the limit is {MAX_ATTRIBUTE_BODY}",
-                body.len()
-            ),
-        ));
-    }
-    let new: NewAttribute = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
-            "malformed_json",
-            format!("the body must be {{\"name\", \"data_type\", \"is_hot\"}}: {e}"),
-        )
-    })?;
+    let new: NewAttribute = json_body(req, "{\"name\", \"data_type\", \"is_hot\"}")?;
     let name = AttributeName::parse(&new.name)
         .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
     let data_type: DataType = new.data_type.parse().map_err(|e: atlas_core::ValueError| {

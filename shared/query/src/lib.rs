@@ -2,10 +2,10 @@
 //! its source, that source's lag, the consistency it was served at and
 //! whether a cache answered, in headers and in a `_metadata` object.
 //!
-//! So far: point reads of an entity's hot attributes and bounded reads of
-//! one attribute's history, served by the primary (which is as fresh as
-//! Atlas gets for every consistency level), and the plugin registry's
-//! routes. Replica, cache and warehouse routing
+//! So far: point reads of an entity's hot attributes, searches over them,
+//! bounded reads of one attribute's history and the attribute catalog,
+//! served by the primary (which is as fresh as Atlas gets for every
+//! consistency level), and the plugin registry's routes. Replica, cache and warehouse routing
 //! come next, behind the same `Freshness` contract.
 
 mod catalog;
@@ -14,6 +14,7 @@ mod entities;
 mod freshness;
 mod history;
 pub mod http;
+pub mod search;
 
 pub use catalog::Attribute;
 pub use config::QueryConfig;
