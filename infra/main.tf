@@ -46,7 +46,11 @@ locals {
       memory  = 1769
       timeout = 30
       env = {
-        ATLAS_OBJECT_STORE = local.plugin_store
+        ATLAS_OBJECT_STORE         = local.plugin_store
+        ATLAS_CATALOG_TTL_MS       = "5000"
+        ATLAS_REPLICA_URLS         = join(",", var.replica_urls)
+        ATLAS_REPLICA_MAX_LAG_SECS = "5"
+        ATLAS_PRIMARY_FALLBACK_MAX = "16"
       }
     }
     flusher = {

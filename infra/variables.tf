@@ -25,6 +25,13 @@ variable "database_url" {
   sensitive   = true
 }
 
+variable "replica_urls" {
+  description = "PostgreSQL URLs of streaming replicas (e.g. RDS read replicas) for eventual and analytics reads; empty sends every read to the primary."
+  type        = list(string)
+  default     = []
+  sensitive   = true
+}
+
 variable "db_ca_bundle_path" {
   description = "Path inside the function package of the RDS CA bundle (PEM); empty for the public web roots only."
   type        = string

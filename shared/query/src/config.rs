@@ -2,8 +2,10 @@ use std::time::Duration;
 
 use atlas_cloud::config::{ConfigError, millis, seconds};
 
+use crate::routing::RoutingConfig;
+
 /// Limits of the query API, each overridable from the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueryConfig {
     /// `ATLAS_HISTORY_MAX_RANGE_SECS`: the widest `from`..`to` a history
     /// read may ask for (default 7 days).
@@ -11,6 +13,7 @@ pub struct QueryConfig {
     /// `ATLAS_CATALOG_TTL_MS`: how long a tenant's attribute catalog is
     /// cached for searches (ingest reads the same variable).
     pub catalog_ttl: Duration,
+    pub routing: RoutingConfig,
 }
 
 impl Default for QueryConfig {
@@ -18,6 +21,7 @@ impl Default for QueryConfig {
         Self {
             history_max_range: Duration::from_secs(7 * 86_400),
             catalog_ttl: Duration::from_secs(5),
+            routing: RoutingConfig::default(),
         }
     }
 }
@@ -28,6 +32,7 @@ impl QueryConfig {
         Ok(Self {
             history_max_range: seconds("ATLAS_HISTORY_MAX_RANGE_SECS", d.history_max_range)?,
             catalog_ttl: millis("ATLAS_CATALOG_TTL_MS", d.catalog_ttl)?,
+            routing: RoutingConfig::from_env()?,
         })
     }
 }

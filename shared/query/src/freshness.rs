@@ -70,14 +70,9 @@ pub struct Freshness {
 }
 
 impl Freshness {
-    pub fn primary(consistency: Consistency, took: Duration) -> Self {
-        Self {
-            source: "primary".into(),
-            lag_seconds: 0.0,
-            consistency,
-            cache_status: CacheStatus::Bypass,
-            query_ms: (took.as_secs_f64() * 1e6).round() / 1e3,
-        }
+    /// A duration as milliseconds to the microsecond.
+    pub fn millis(took: Duration) -> f64 {
+        (took.as_secs_f64() * 1e6).round() / 1e3
     }
 
     /// A JSON answer with `_metadata` in the body and the `X-…` headers.
@@ -110,7 +105,13 @@ mod tests {
 
     #[test]
     fn every_answer_carries_headers_and_metadata() {
-        let f = Freshness::primary(Consistency::Strong, Duration::from_micros(1500));
+        let f = Freshness {
+            source: "primary".into(),
+            lag_seconds: 0.0,
+            consistency: Consistency::Strong,
+            cache_status: CacheStatus::Bypass,
+            query_ms: Freshness::millis(Duration::from_micros(1500)),
+        };
         let resp = f.respond(http::StatusCode::OK, serde_json::json!({"a": 1}));
         let h = resp.headers();
         assert_eq!(h["x-data-source"], "primary");

@@ -18,44 +18,78 @@ use atlas_http::{
 };
 use atlas_plugins::Registry;
 use atlas_store::{Catalog, Pool};
+
+use crate::routing::{ReadError, Replica, Route, Router};
 use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
 
 use crate::catalog::{Attribute, Created, NewAttribute};
 use crate::search::{Search, SearchRequest};
-use crate::{Consistency, Entity, Freshness, History, Missing, QueryConfig, Range};
+use crate::{CacheStatus, Consistency, Entity, Freshness, History, Missing, QueryConfig, Range};
 
 pub const ENTITIES: &str = "/v1/entities";
 pub const ATTRIBUTES: &str = "/v1/attributes";
 
 /// Everything the query API serves from.
 pub struct QueryApi {
-    /// Acting as the application role.
-    pool: Pool,
     registry: Registry,
     config: QueryConfig,
     /// Which attributes a search may name, and their types.
     catalog: Catalog,
+    /// The primary and the replicas, all acting as the application role.
+    router: Router,
 }
 
 impl QueryApi {
+    /// Served by `pool` (the primary) alone until `with_replicas`.
     pub fn new(pool: Pool, registry: Registry, config: QueryConfig) -> Self {
         Self {
             catalog: Catalog::new(pool.clone(), config.catalog_ttl),
-            pool,
+            router: Router::new(
+                pool,
+                Vec::new(),
+                config.routing.clone(),
+                atlas_cloud::metrics::from_env("Atlas"),
+            ),
             registry,
             config,
         }
     }
 
-    /// `DATABASE_URL` (acting as `atlas_app`) and, for the registry,
-    /// `ATLAS_OBJECT_STORE`.
+    pub fn with_replicas(mut self, replicas: Vec<Replica>) -> Self {
+        self.router = Router::new(
+            self.router.primary().clone(),
+            replicas,
+            self.config.routing.clone(),
+            atlas_cloud::metrics::from_env("Atlas"),
+        );
+        self
+    }
+
+    /// `DATABASE_URL` (acting as `atlas_app`), `ATLAS_REPLICA_URLS` (comma
+    /// separated, same roles) and, for the registry, `ATLAS_OBJECT_STORE`.
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let primary = atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?;
+        let mut replicas = Vec::new();
+        for (i, url) in std::env::var("ATLAS_REPLICA_URLS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .enumerate()
+        {
+            let cfg = atlas_store::DbConfig {
+                url: url.to_owned(),
+                ..primary.clone()
+            };
+            replicas.push(Replica::new(format!("{}", i + 1), cfg.pool()?));
+        }
         Ok(Self::new(
-            atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?.pool()?,
+            primary.pool()?,
             Registry::from_env().await?,
             QueryConfig::from_env()?,
-        ))
+        )
+        .with_replicas(replicas))
     }
 }
 
@@ -142,9 +176,13 @@ async fn search(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiErro
     }
     let search = Search::parse(body, catalog.as_deref())
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;
-    let page = search.run(&api.pool, tenant).await.map_err(unavailable)?;
+    let search = &search;
+    let (page, route) = params
+        .read(api, |pool| async move { search.run(&pool, tenant).await })
+        .await?;
     params.answer(
         started,
+        &route,
         serde_json::to_value(page).expect("pages serialize"),
     )
 }
@@ -163,7 +201,7 @@ async fn create_attribute(api: &QueryApi, req: &Request) -> Result<Response<Body
     let data_type: DataType = new.data_type.parse().map_err(|e: atlas_core::ValueError| {
         ApiError::bad_request("invalid_data_type", e.to_string())
     })?;
-    match Attribute::create(&api.pool, tenant, &name, data_type, new.is_hot)
+    match Attribute::create(api.router.primary(), tenant, &name, data_type, new.is_hot)
         .await
         .map_err(unavailable)?
     {
@@ -192,12 +230,16 @@ async fn get_attribute(
         .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
     let params = ReadParams::parse(&query_params(req), &[])?;
     let started = Instant::now();
-    let attribute = Attribute::get(&api.pool, tenant, &name)
-        .await
-        .map_err(unavailable)?
-        .ok_or_else(|| ApiError::not_found(format!("no attribute {name}")))?;
+    let name = &name;
+    let (attribute, route) = params
+        .read(api, |pool| async move {
+            Attribute::get(&pool, tenant, name).await
+        })
+        .await?;
+    let attribute = attribute.ok_or_else(|| ApiError::not_found(format!("no attribute {name}")))?;
     params.answer(
         started,
+        &route,
         serde_json::to_value(attribute).expect("attributes serialize"),
     )
 }
@@ -208,12 +250,16 @@ async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<
         .map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))?;
     let params = ReadParams::parse(&query_params(req), &[])?;
     let started = Instant::now();
-    let entity = Entity::get(&api.pool, tenant, id)
-        .await
-        .map_err(unavailable)?;
+    let (entity, route) = params
+        .read(
+            api,
+            |pool| async move { Entity::get(&pool, tenant, id).await },
+        )
+        .await?;
     let entity = entity.ok_or_else(|| ApiError::not_found(format!("no entity {}", id.get())))?;
     params.answer(
         started,
+        &route,
         serde_json::to_value(entity).expect("entities serialize"),
     )
 }
@@ -233,15 +279,19 @@ async fn get_history(
     let params = ReadParams::parse(&q, &["from", "to", "limit"])?;
     let range = history_range(&q, api.config.history_max_range)?;
     let started = Instant::now();
-    let history = History::get(&api.pool, tenant, id, &name, &range)
-        .await
-        .map_err(unavailable)?
-        .map_err(|missing| match missing {
-            Missing::Entity => ApiError::not_found(format!("no entity {}", id.get())),
-            Missing::Attribute => ApiError::not_found(format!("no attribute {name}")),
-        })?;
+    let (name, range) = (&name, &range);
+    let (history, route) = params
+        .read(api, |pool| async move {
+            History::get(&pool, tenant, id, name, range).await
+        })
+        .await?;
+    let history = history.map_err(|missing| match missing {
+        Missing::Entity => ApiError::not_found(format!("no entity {}", id.get())),
+        Missing::Attribute => ApiError::not_found(format!("no attribute {name}")),
+    })?;
     params.answer(
         started,
+        &route,
         serde_json::to_value(history).expect("history serializes"),
     )
 }
@@ -351,22 +401,41 @@ impl ReadParams {
         })
     }
 
-    /// The answer with its freshness, unless its source lags more than the
-    /// caller allows: never silently stale (the primary never lags).
+    /// Runs `read` on the source the router picks for these parameters.
+    async fn read<'a, T, F, Fut>(
+        &self,
+        api: &'a QueryApi,
+        read: F,
+    ) -> Result<(T, Route<'a>), ApiError>
+    where
+        F: Fn(Pool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, atlas_store::StoreError>>,
+    {
+        api.router
+            .read(self.consistency, self.max_lag_seconds, read)
+            .await
+            .map_err(|e| match e {
+                ReadError::NoSource(e) => ApiError::unavailable(e.to_string()),
+                ReadError::Store(e) => unavailable(e),
+            })
+    }
+
+    /// The answer with its freshness. The router never picks a source
+    /// lagging more than `max_lag_seconds`, so nothing here is silently
+    /// stale.
     fn answer(
         &self,
         started: Instant,
+        route: &Route<'_>,
         body: serde_json::Value,
     ) -> Result<Response<Body>, ApiError> {
-        let freshness = Freshness::primary(self.consistency, started.elapsed());
-        if let Some(max) = self.max_lag_seconds
-            && freshness.lag_seconds > max
-        {
-            return Err(ApiError::unavailable(format!(
-                "no source answers within max_lag_seconds={max}: {} lags {:.3} s",
-                freshness.source, freshness.lag_seconds
-            )));
-        }
+        let freshness = Freshness {
+            source: route.source.clone(),
+            lag_seconds: route.lag_seconds,
+            consistency: self.consistency,
+            cache_status: CacheStatus::Bypass,
+            query_ms: Freshness::millis(started.elapsed()),
+        };
         Ok(freshness.respond(StatusCode::OK, body))
     }
 }

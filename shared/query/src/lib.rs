@@ -14,6 +14,7 @@ mod entities;
 mod freshness;
 mod history;
 pub mod http;
+pub mod routing;
 pub mod search;
 
 pub use catalog::Attribute;

@@ -112,6 +112,11 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     if pg.get_application_name().is_none() {
         pg.application_name("atlas");
     }
+    // An unreachable server (a stopped replica, a lost route) must fail a
+    // request, not hang it until the Lambda times out.
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(std::time::Duration::from_secs(3));
+    }
     Ok(pg)
 }
 

@@ -1,0 +1,306 @@
+//! Which database answers a read: the seed's QueryRouter.
+//!
+//! - strong: the primary.
+//! - eventual: a replica whose lag is under the threshold (and under the
+//!   caller's `max_lag_seconds`), else the primary.
+//! - analytics: the least-lagging replica within the caller's bound, else
+//!   the primary (the warehouse takes this over with the CDC issue).
+//!
+//! A replica's lag is the primary's newest `replication_heartbeat` row minus
+//! the replica's newest, measured at most once per `lag_check` and shared by
+//! every request meanwhile. A replica that fails a check or a read is left
+//! alone for `retry_after`. Reads that fall back to the primary because every
+//! replica lags pass a breaker: at most `fallback_max` at once, the rest are
+//! 503s, so a replica outage cannot pile the whole read load onto the
+//! primary. Each fallback is counted as a metric.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use atlas_cloud::metrics::{Metrics, Sample, Unit};
+use atlas_store::{Pool, StoreError};
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::Consistency;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingConfig {
+    /// `ATLAS_REPLICA_MAX_LAG_SECS`: the most an eventual read may lag.
+    pub max_lag: Duration,
+    /// `ATLAS_REPLICA_LAG_CHECK_MS`: how long a lag measurement is reused.
+    pub lag_check: Duration,
+    /// `ATLAS_REPLICA_RETRY_SECS`: how long a failed replica is skipped.
+    pub retry_after: Duration,
+    /// `ATLAS_PRIMARY_FALLBACK_MAX`: most fallback reads on the primary at once.
+    pub fallback_max: usize,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            max_lag: Duration::from_secs(5),
+            lag_check: Duration::from_secs(1),
+            retry_after: Duration::from_secs(5),
+            fallback_max: 16,
+        }
+    }
+}
+
+impl RoutingConfig {
+    pub fn from_env() -> Result<Self, atlas_cloud::config::ConfigError> {
+        use atlas_cloud::config::{millis, parsed, seconds};
+        let d = Self::default();
+        Ok(Self {
+            max_lag: seconds("ATLAS_REPLICA_MAX_LAG_SECS", d.max_lag)?,
+            lag_check: millis("ATLAS_REPLICA_LAG_CHECK_MS", d.lag_check)?,
+            retry_after: seconds("ATLAS_REPLICA_RETRY_SECS", d.retry_after)?,
+            fallback_max: parsed("ATLAS_PRIMARY_FALLBACK_MAX", d.fallback_max)?,
+        })
+    }
+}
+
+/// The newest heartbeat a database has, as last measured.
+#[derive(Debug, Default)]
+struct Beat {
+    checked: Option<Instant>,
+    /// `None` when the database could not be asked.
+    newest: Option<DateTime<Utc>>,
+    down_until: Option<Instant>,
+}
+
+/// One streaming replica.
+pub struct Replica {
+    pub name: String,
+    pub pool: Pool,
+    beat: Mutex<Beat>,
+}
+
+impl Replica {
+    pub fn new(name: impl Into<String>, pool: Pool) -> Self {
+        Self {
+            name: name.into(),
+            pool,
+            beat: Mutex::default(),
+        }
+    }
+}
+
+/// Where a read goes, and what its answer may claim about freshness.
+pub struct Route<'a> {
+    pub pool: &'a Pool,
+    /// `primary` or `replica:<name>`.
+    pub source: String,
+    pub lag_seconds: f64,
+    replica: Option<&'a Replica>,
+    _fallback: Option<SemaphorePermit<'a>>,
+}
+
+/// Why no source could answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "every replica lags (least {lag_seconds:.3} s) and the primary is already serving \
+     {fallback_max} fallback reads; retry shortly"
+)]
+pub struct NoSource {
+    /// The least lag among replicas, when any could be measured.
+    pub lag_seconds: f64,
+    pub fallback_max: usize,
+}
+
+pub struct Router {
+    primary: Pool,
+    primary_beat: Mutex<Beat>,
+    replicas: Vec<Replica>,
+    config: RoutingConfig,
+    fallback: Semaphore,
+    metrics: Metrics,
+}
+
+const NEWEST_BEAT: &str = "SELECT max(\"timestamp\") FROM replication_heartbeat";
+
+impl Router {
+    pub fn new(
+        primary: Pool,
+        replicas: Vec<Replica>,
+        config: RoutingConfig,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            primary,
+            primary_beat: Mutex::default(),
+            replicas,
+            fallback: Semaphore::new(config.fallback_max),
+            config,
+            metrics,
+        }
+    }
+
+    pub fn primary(&self) -> &Pool {
+        &self.primary
+    }
+
+    /// The newest heartbeat on `pool`, reusing a measurement younger than
+    /// `lag_check`. Concurrent callers may both measure; that is harmless.
+    async fn newest(&self, pool: &Pool, beat: &Mutex<Beat>) -> Option<DateTime<Utc>> {
+        {
+            let b = beat.lock().expect("beat lock");
+            if let Some(until) = b.down_until
+                && Instant::now() < until
+            {
+                return None;
+            }
+            if b.checked
+                .is_some_and(|at| at.elapsed() < self.config.lag_check)
+            {
+                return b.newest;
+            }
+        }
+        let measured = async {
+            let client = pool.get().await?;
+            let stmt = client.prepare_cached(NEWEST_BEAT).await?;
+            Ok::<_, StoreError>(client.query_one(&stmt, &[]).await?.get(0))
+        };
+        let measured = tokio::time::timeout(Duration::from_secs(2), measured).await;
+        let mut b = beat.lock().expect("beat lock");
+        b.checked = Some(Instant::now());
+        match measured {
+            Ok(Ok(newest)) => {
+                b.newest = newest;
+                b.down_until = None;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "heartbeat check failed");
+                b.newest = None;
+                b.down_until = Some(Instant::now() + self.config.retry_after);
+            }
+            Err(_) => {
+                tracing::warn!("heartbeat check timed out");
+                b.newest = None;
+                b.down_until = Some(Instant::now() + self.config.retry_after);
+            }
+        }
+        b.newest
+    }
+
+    /// How far `replica` lags the primary, or `None` when it cannot be told.
+    pub async fn lag(&self, replica: &Replica) -> Option<f64> {
+        let replica_beat = self.newest(&replica.pool, &replica.beat).await?;
+        let primary_beat = self.newest(&self.primary, &self.primary_beat).await?;
+        Some(((primary_beat - replica_beat).as_seconds_f64()).max(0.0))
+    }
+
+    /// Marks a replica that failed a read, so the next ones skip it.
+    fn mark_down(&self, replica: &Replica) {
+        let mut b = replica.beat.lock().expect("beat lock");
+        b.newest = None;
+        b.checked = Some(Instant::now());
+        b.down_until = Some(Instant::now() + self.config.retry_after);
+    }
+
+    /// Picks the source for a read at `consistency` within `max_lag`.
+    pub async fn route(
+        &self,
+        consistency: Consistency,
+        max_lag: Option<f64>,
+    ) -> Result<Route<'_>, NoSource> {
+        if consistency == Consistency::Strong || self.replicas.is_empty() {
+            return Ok(self.on_primary(None));
+        }
+        let bound = match consistency {
+            Consistency::Eventual => {
+                let threshold = self.config.max_lag.as_secs_f64();
+                max_lag.map_or(threshold, |m| m.min(threshold))
+            }
+            _ => max_lag.unwrap_or(f64::INFINITY),
+        };
+        let mut best: Option<(&Replica, f64)> = None;
+        let mut least_lag = f64::INFINITY;
+        for r in &self.replicas {
+            let Some(lag) = self.lag(r).await else {
+                continue;
+            };
+            least_lag = least_lag.min(lag);
+            if lag <= bound && best.is_none_or(|(_, l)| lag < l) {
+                best = Some((r, lag));
+            }
+        }
+        match best {
+            Some((r, lag)) => Ok(Route {
+                pool: &r.pool,
+                source: format!("replica:{}", r.name),
+                lag_seconds: lag,
+                replica: Some(r),
+                _fallback: None,
+            }),
+            None => self.fallback(least_lag),
+        }
+    }
+
+    fn on_primary<'a>(&'a self, permit: Option<SemaphorePermit<'a>>) -> Route<'a> {
+        Route {
+            pool: &self.primary,
+            source: "primary".into(),
+            lag_seconds: 0.0,
+            replica: None,
+            _fallback: permit,
+        }
+    }
+
+    /// The primary in place of every replica, through the breaker.
+    fn fallback(&self, least_lag: f64) -> Result<Route<'_>, NoSource> {
+        self.metrics.record(&Sample {
+            dimensions: vec![("Function", "query-api".into())],
+            values: vec![("PrimaryFallbackReads", 1.0, Unit::Count)],
+        });
+        match self.fallback.try_acquire() {
+            Ok(permit) => Ok(self.on_primary(Some(permit))),
+            Err(_) => Err(NoSource {
+                lag_seconds: least_lag,
+                fallback_max: self.config.fallback_max,
+            }),
+        }
+    }
+
+    /// Runs `read` on the source for `consistency`. A replica that fails
+    /// the read is marked down and the read is run again on the primary,
+    /// so a replica going away costs one slow answer, not an error.
+    pub async fn read<T, F, Fut>(
+        &self,
+        consistency: Consistency,
+        max_lag: Option<f64>,
+        read: F,
+    ) -> Result<(T, Route<'_>), ReadError>
+    where
+        F: Fn(Pool) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let route = self
+            .route(consistency, max_lag)
+            .await
+            .map_err(ReadError::NoSource)?;
+        match read(route.pool.clone()).await {
+            Ok(v) => Ok((v, route)),
+            Err(e) => match route.replica {
+                Some(r) => {
+                    tracing::warn!(replica = %r.name, error = %e, "replica read failed; using the primary");
+                    self.mark_down(r);
+                    drop(route);
+                    let route = self.fallback(f64::INFINITY).map_err(ReadError::NoSource)?;
+                    let v = read(route.pool.clone()).await.map_err(ReadError::Store)?;
+                    Ok((v, route))
+                }
+                None => Err(ReadError::Store(e)),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    NoSource(NoSource),
+    #[error(transparent)]
+    Store(StoreError),
+}
