@@ -51,6 +51,9 @@ locals {
         ATLAS_REPLICA_URLS         = join(",", var.replica_urls)
         ATLAS_REPLICA_MAX_LAG_SECS = "5"
         ATLAS_PRIMARY_FALLBACK_MAX = "16"
+        ATLAS_REDIS_URL            = var.redis_url
+        ATLAS_CACHE_TTL_SECS       = "30"
+        ATLAS_REDIS_TIMEOUT_MS     = "100"
       }
     }
     flusher = {
@@ -61,6 +64,8 @@ locals {
         ATLAS_FLUSH_BATCH          = tostring(var.flush_batch)
         ATLAS_FLUSH_INTERVAL_MS    = tostring(var.flush_interval_ms)
         ATLAS_FLUSH_STOP_MARGIN_MS = "3000"
+        # Changed entities are dropped from the query API's cache.
+        ATLAS_REDIS_URL = var.redis_url
       }
     }
   }

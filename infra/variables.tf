@@ -32,6 +32,13 @@ variable "replica_urls" {
   sensitive   = true
 }
 
+variable "redis_url" {
+  description = "Redis (ElastiCache) URL for the hot-entity cache, rediss:// for TLS; empty runs without a cache."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
 variable "db_ca_bundle_path" {
   description = "Path inside the function package of the RDS CA bundle (PEM); empty for the public web roots only."
   type        = string

@@ -49,6 +49,8 @@ impl Dev {
             .arg(data_dir)
             .args(args)
             .env_remove("DATABASE_URL")
+            // Runs side by side share the machine's Redis, not its keys.
+            .env("ATLAS_CACHE_NAMESPACE", format!("atlas-dev-test-{port}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -238,6 +240,24 @@ async fn atlas_dev_serves_the_write_path_on_a_given_database() {
     assert_eq!(resp.status().as_u16(), 200);
     let found: Value = resp.json().await.unwrap();
     assert_eq!(found["entities"][0]["entity_id"], 42, "{found}");
+    // Eventual point reads go through the machine's Redis.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/v1/entities/42", dev.url))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), 200);
+        statuses.push(
+            resp.headers()["x-cache-status"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(statuses, ["miss", "hit"]);
 
     // The heartbeat runs on its own timer too.
     wait_for(

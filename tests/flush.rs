@@ -314,7 +314,7 @@ async fn the_loop_stops_before_its_deadline_and_reports_each_batch() {
         ..FlushConfig::default()
     };
     let deadline = Instant::now() + Duration::from_millis(1_500);
-    let totals = run_until(&db.pool(DbRole::Worker), &cfg, deadline, &metrics)
+    let totals = run_until(&db.pool(DbRole::Worker), &cfg, deadline, &metrics, None)
         .await
         .unwrap();
     assert!(Instant::now() < deadline, "returned before the deadline");
@@ -348,7 +348,7 @@ async fn max_run_caps_a_run_with_a_distant_deadline() {
     let started = Instant::now();
     let metrics: Metrics = Arc::new(Capture::default());
     let far = started + Duration::from_secs(600);
-    let totals = run_until(&db.pool(DbRole::Worker), &cfg, far, &metrics)
+    let totals = run_until(&db.pool(DbRole::Worker), &cfg, far, &metrics, None)
         .await
         .unwrap();
     assert!(

@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use atlas_ingest::{IngestConfig, IngestService};
 use atlas_query::QueryApi;
 use atlas_query::routing::{Replica, RoutingConfig};
 use atlas_store::{DbConfig, DbRole, heartbeat};
 use atlas_tests::{
-    Standby, TestDb, api_request, body_json, demo_tenants, flush_all, query_api_with,
+    Standby, TestDb, api_request, body_json, db_with_entity_123, flush_all, post_temperature,
+    query_api_with,
 };
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -47,20 +47,6 @@ async fn read(api: &QueryApi, path: &str) -> (StatusCode, String, f64, Value) {
     (resp.status(), source, lag, body_json(&resp))
 }
 
-async fn ingest_temperature(db: &TestDb, value: f64) {
-    let ingest = IngestService::new(db.pool(DbRole::App), IngestConfig::default());
-    let body =
-        json!({"readings": [{"entity_id": 123, "attribute": "temperature", "value": value}]})
-            .to_string();
-    let resp = atlas_ingest::http::handle(
-        &ingest,
-        api_request("1", "POST", "/v1/telemetry", Some(body.as_bytes())),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    flush_all(db).await;
-}
-
 /// Polls `check` for up to 20 s.
 async fn eventually(mut check: impl AsyncFnMut() -> bool, what: &str) {
     for _ in 0..200 {
@@ -74,9 +60,7 @@ async fn eventually(mut check: impl AsyncFnMut() -> bool, what: &str) {
 
 #[tokio::test]
 async fn eventual_reads_follow_the_replica_only_while_it_keeps_up() {
-    let db = TestDb::new().await;
-    demo_tenants(&db).await;
-    ingest_temperature(&db, 20.5).await;
+    let db = db_with_entity_123(20.5).await;
     let standby = Standby::start();
     let worker = db.pool(DbRole::Worker);
     heartbeat::beat(&worker, "test").await.unwrap();
@@ -105,7 +89,8 @@ async fn eventual_reads_follow_the_replica_only_while_it_keeps_up() {
         .batch_execute("SELECT pg_wal_replay_pause()")
         .await
         .unwrap();
-    ingest_temperature(&db, 30.5).await;
+    post_temperature(&db, 30.5).await;
+    flush_all(&db).await;
     tokio::time::sleep(Duration::from_millis(2600)).await;
     heartbeat::beat(&worker, "test").await.unwrap();
 

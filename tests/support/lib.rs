@@ -247,6 +247,44 @@ pub fn msk_event(records: Vec<(i64, &str, serde_json::Value, Option<i64>)>) -> s
     event
 }
 
+/// Posts `readings` for `tenant` through the ingest handler; they must all
+/// be accepted. Flushing is left to the caller.
+pub async fn post_readings(db: &TestDb, tenant: &str, readings: serde_json::Value) {
+    let ingest = atlas_ingest::IngestService::new(
+        db.pool(DbRole::App),
+        atlas_ingest::IngestConfig::default(),
+    );
+    let body = serde_json::json!({ "readings": readings }).to_string();
+    let resp = atlas_ingest::http::handle(
+        &ingest,
+        api_request(tenant, "POST", "/v1/telemetry", Some(body.as_bytes())),
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        http::StatusCode::ACCEPTED,
+        "{}",
+        body_json(&resp)
+    );
+}
+
+/// Posts tenant 1's entity 123's temperature (not flushed).
+pub async fn post_temperature(db: &TestDb, value: f64) {
+    let reading =
+        serde_json::json!([{"entity_id": 123, "attribute": "temperature", "value": value}]);
+    post_readings(db, "1", reading).await;
+}
+
+/// A database with the demo tenants and tenant 1's entity 123 flushed at
+/// `temperature`.
+pub async fn db_with_entity_123(temperature: f64) -> TestDb {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    post_temperature(&db, temperature).await;
+    flush_all(&db).await;
+    db
+}
+
 /// Runs the flusher until staging is empty.
 pub async fn flush_all(db: &TestDb) {
     let pool = db.pool(atlas_store::DbRole::Worker);

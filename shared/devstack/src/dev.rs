@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use atlas_cache::{CacheConfig, HotCache};
 use atlas_http::jwt::Signer;
 use atlas_http::local::{LocalGateway, Routes, handler};
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_objects::{Location, ObjectStore, S3Store};
 use atlas_plugins::{Registry, Transforms};
 use atlas_query::QueryApi;
-use atlas_store::flush::FlushConfig;
+use atlas_store::flush::{FlushConfig, Flusher};
 use atlas_store::heartbeat::HeartbeatConfig;
 use atlas_store::{DbConfig, DbRole};
 
@@ -77,11 +78,19 @@ async fn serve(
         ingest_cfg.catalog_ttl,
     );
     let ingest = Arc::new(IngestService::new(app.clone(), ingest_cfg).with_transforms(transforms));
-    let query = Arc::new(QueryApi::new(
-        app.clone(),
-        Registry::new(app, objects, host),
-        atlas_query::QueryConfig::from_env()?,
-    ));
+    // The machine's Redis unless told otherwise; reads bypass it while it
+    // is down, so the stack runs without one too.
+    let cache = Arc::new(HotCache::new(
+        CacheConfig::from_env()?.unwrap_or_else(|| CacheConfig::new("redis://127.0.0.1:6379")),
+    )?);
+    let query = Arc::new(
+        QueryApi::new(
+            app.clone(),
+            Registry::new(app, objects, host),
+            atlas_query::QueryConfig::from_env()?,
+        )
+        .with_cache(cache.clone()),
+    );
     let secret = crate::secret::load_or_create(&opts.data_dir)?;
     let routes = Routes::default()
         .route(
@@ -100,7 +109,14 @@ async fn serve(
         max_body_bytes: 10 * 1024 * 1024,
     };
 
-    let flusher = tokio::spawn(flush_forever(worker.clone(), FlushConfig::from_env()?));
+    let flusher = Flusher {
+        pool: worker.clone(),
+        config: FlushConfig::from_env()?,
+        metrics: atlas_cloud::metrics::from_env("Atlas"),
+        listener: None,
+    }
+    .with_listener(cache);
+    let flusher = tokio::spawn(flush_forever(flusher));
     let heartbeat = tokio::spawn(heartbeat_forever(worker, HeartbeatConfig::from_env()?));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
     ready(listener.local_addr()?, url);
@@ -150,12 +166,11 @@ where
     }
 }
 
-async fn flush_forever(pool: atlas_store::Pool, cfg: FlushConfig) {
-    let metrics = atlas_cloud::metrics::from_env("Atlas");
+async fn flush_forever(flusher: Flusher) {
     every_minute("flush", |deadline| {
-        let (pool, cfg, metrics) = (&pool, &cfg, &metrics);
+        let flusher = &flusher;
         async move {
-            let t = atlas_store::flush::run_until(pool, cfg, deadline, metrics).await?;
+            let t = flusher.run_until(deadline).await?;
             if t.moved > 0 {
                 tracing::info!(rows = t.moved, new = t.inserted, "flushed");
             }

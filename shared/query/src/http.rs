@@ -1,6 +1,7 @@
 //! The query API's routes behind API Gateway (and the local gateway):
 //!
 //! - `GET /v1/entities/{id}?consistency=strong|eventual|analytics&max_lag_seconds=N`
+//!   (eventual ones through the Redis cache when there is one)
 //! - `POST /v1/entities/search`: a filter over hot attributes
 //! - `GET /v1/entities/{id}/attributes/{name}/history?from=T&to=T[&limit=N]`
 //! - `POST /v1/attributes`, `GET /v1/attributes/{name}`: the catalog
@@ -10,7 +11,10 @@
 //! like a missing one, so ids reveal nothing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
+
+use atlas_cache::{HotCache, Lookup};
 
 use atlas_core::{AttributeName, DataType, EntityId};
 use atlas_http::{
@@ -38,6 +42,8 @@ pub struct QueryApi {
     catalog: Catalog,
     /// The primary and the replicas, all acting as the application role.
     router: Router,
+    /// Point reads at eventual consistency look here first.
+    cache: Option<Arc<HotCache>>,
 }
 
 impl QueryApi {
@@ -53,7 +59,13 @@ impl QueryApi {
             ),
             registry,
             config,
+            cache: None,
         }
+    }
+
+    pub fn with_cache(mut self, cache: Arc<HotCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     pub fn with_replicas(mut self, replicas: Vec<Replica>) -> Self {
@@ -84,12 +96,16 @@ impl QueryApi {
             };
             replicas.push(Replica::new(format!("{}", i + 1), cfg.pool()?));
         }
-        Ok(Self::new(
+        let mut api = Self::new(
             primary.pool()?,
             Registry::from_env().await?,
             QueryConfig::from_env()?,
         )
-        .with_replicas(replicas))
+        .with_replicas(replicas);
+        if let Some(cfg) = atlas_cache::CacheConfig::from_env()? {
+            api = api.with_cache(Arc::new(HotCache::new(cfg)?));
+        }
+        Ok(api)
     }
 }
 
@@ -183,6 +199,7 @@ async fn search(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiErro
     params.answer(
         started,
         &route,
+        CacheStatus::Bypass,
         serde_json::to_value(page).expect("pages serialize"),
     )
 }
@@ -240,6 +257,7 @@ async fn get_attribute(
     params.answer(
         started,
         &route,
+        CacheStatus::Bypass,
         serde_json::to_value(attribute).expect("attributes serialize"),
     )
 }
@@ -250,6 +268,33 @@ async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<
         .map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))?;
     let params = ReadParams::parse(&query_params(req), &[])?;
     let started = Instant::now();
+    // Cache-aside, for eventual reads only: strong ones must see the
+    // primary, analytics ones the replica or warehouse.
+    let cache = api
+        .cache
+        .as_deref()
+        .filter(|_| params.consistency == Consistency::Eventual);
+    let mut cache_status = CacheStatus::Bypass;
+    let key = cache.map(|c| c.entity_key(tenant.get(), id.get()));
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        cache_status = CacheStatus::Miss;
+        match cache.get(key).await {
+            Lookup::Hit(text) => {
+                if let Some(hit) = Cached::fresh_enough(&text, params.max_lag_seconds) {
+                    let freshness = Freshness {
+                        source: "cache".into(),
+                        lag_seconds: hit.lag_seconds,
+                        consistency: params.consistency,
+                        cache_status: CacheStatus::Hit,
+                        query_ms: Freshness::millis(started.elapsed()),
+                    };
+                    return Ok(freshness.respond(StatusCode::OK, hit.entity));
+                }
+            }
+            Lookup::Miss => {}
+            Lookup::Down => cache_status = CacheStatus::Bypass,
+        }
+    }
     let (entity, route) = params
         .read(
             api,
@@ -257,11 +302,45 @@ async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<
         )
         .await?;
     let entity = entity.ok_or_else(|| ApiError::not_found(format!("no entity {}", id.get())))?;
-    params.answer(
-        started,
-        &route,
-        serde_json::to_value(entity).expect("entities serialize"),
-    )
+    let body = serde_json::to_value(entity).expect("entities serialize");
+    if let (Some(cache), Some(key)) = (cache, &key)
+        && cache_status == CacheStatus::Miss
+    {
+        cache
+            .put(key, &Cached::entry(&body, route.lag_seconds))
+            .await;
+    }
+    params.answer(started, &route, cache_status, body)
+}
+
+/// A cached entity and when its data was current (read time minus the
+/// lag of the source it was read from).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    as_of_us: i64,
+    entity: serde_json::Value,
+}
+
+struct Hit {
+    entity: serde_json::Value,
+    lag_seconds: f64,
+}
+
+impl Cached {
+    fn entry(entity: &serde_json::Value, source_lag: f64) -> String {
+        let as_of = Utc::now().timestamp_micros() - (source_lag * 1e6) as i64;
+        serde_json::json!({"as_of_us": as_of, "entity": entity}).to_string()
+    }
+
+    /// The entry, unless it is unreadable or older than the caller allows.
+    fn fresh_enough(text: &str, max_lag: Option<f64>) -> Option<Hit> {
+        let c: Cached = serde_json::from_str(text).ok()?;
+        let lag_seconds = ((Utc::now().timestamp_micros() - c.as_of_us) as f64 / 1e6).max(0.0);
+        max_lag.is_none_or(|m| lag_seconds <= m).then_some(Hit {
+            entity: c.entity,
+            lag_seconds,
+        })
+    }
 }
 
 async fn get_history(
@@ -292,6 +371,7 @@ async fn get_history(
     params.answer(
         started,
         &route,
+        CacheStatus::Bypass,
         serde_json::to_value(history).expect("history serializes"),
     )
 }
@@ -427,13 +507,14 @@ impl ReadParams {
         &self,
         started: Instant,
         route: &Route<'_>,
+        cache_status: CacheStatus,
         body: serde_json::Value,
     ) -> Result<Response<Body>, ApiError> {
         let freshness = Freshness {
             source: route.source.clone(),
             lag_seconds: route.lag_seconds,
             consistency: self.consistency,
-            cache_status: CacheStatus::Bypass,
+            cache_status,
             query_ms: Freshness::millis(started.elapsed()),
         };
         Ok(freshness.respond(StatusCode::OK, body))

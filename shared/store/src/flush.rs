@@ -66,13 +66,15 @@ WITH moved AS (
         hot_attrs = atlas_hot_merge(ej.hot_attrs, ej.hot_attrs_ts, EXCLUDED.hot_attrs, EXCLUDED.hot_attrs_ts),
         hot_attrs_ts = atlas_hot_merge(ej.hot_attrs_ts, ej.hot_attrs_ts, EXCLUDED.hot_attrs_ts, EXCLUDED.hot_attrs_ts),
         updated_at = greatest(ej.updated_at, EXCLUDED.updated_at)
-    RETURNING 1
+    RETURNING tenant_id, entity_id
 )
 SELECT (SELECT count(*) FROM moved),
        (SELECT count(*) FROM ts),
        (SELECT count(*) FROM hot),
        coalesce((SELECT extract(epoch FROM now() - min(staged_at)) * 1000 FROM moved), 0)::float8,
-       coalesce((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'entity_values_ingest'::regclass), 0)
+       coalesce((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'entity_values_ingest'::regclass), 0),
+       coalesce((SELECT array_agg(tenant_id) FROM hot), '{}'),
+       coalesce((SELECT array_agg(entity_id) FROM hot), '{}')
 "#
         )
     };
@@ -95,7 +97,7 @@ pub enum Mode {
 }
 
 /// What one batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     /// Rows taken out of staging.
     pub moved: i64,
@@ -108,6 +110,8 @@ pub struct Batch {
     /// Rows left in staging (the statistics' estimate).
     pub staging_depth: i64,
     pub elapsed: Duration,
+    /// `(tenant_id, entity_id)` of each entity whose projection changed.
+    pub changed: Vec<(i64, i64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +240,8 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
         })
         .await?;
     let row = tx.query_one(&stmt, &[&limit]).await?;
+    let tenants: Vec<i64> = row.get(5);
+    let entities: Vec<i64> = row.get(6);
     Ok(Batch {
         moved: row.get(0),
         inserted: row.get(1),
@@ -243,6 +249,7 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
         max_lag_ms: row.get(3),
         staging_depth: row.get(4),
         elapsed: started.elapsed(),
+        changed: tenants.into_iter().zip(entities).collect(),
     })
 }
 
@@ -254,12 +261,21 @@ pub struct Totals {
     pub inserted: i64,
 }
 
-/// A flusher as the function runs it: the worker pool, its settings and
-/// where its metrics go.
+/// Told, after each batch commits, which entities' hot projection changed:
+/// a cache of projections drops them, so no cached answer outlives the
+/// value it shows by more than the cache's TTL.
+#[async_trait::async_trait]
+pub trait ProjectionListener: Send + Sync {
+    async fn changed(&self, entities: &[(i64, i64)]);
+}
+
+/// A flusher as the function runs it: the worker pool, its settings, where
+/// its metrics go and who hears of changed projections.
 pub struct Flusher {
     pub pool: Pool,
     pub config: FlushConfig,
     pub metrics: Metrics,
+    pub listener: Option<std::sync::Arc<dyn ProjectionListener>>,
 }
 
 impl Flusher {
@@ -269,11 +285,24 @@ impl Flusher {
             pool: crate::DbConfig::from_env(crate::DbRole::Worker)?.pool()?,
             config: FlushConfig::from_env()?,
             metrics: atlas_cloud::metrics::from_env("Atlas"),
+            listener: None,
         })
     }
 
+    pub fn with_listener(mut self, listener: std::sync::Arc<dyn ProjectionListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
     pub async fn run_until(&self, deadline: Instant) -> Result<Totals, StoreError> {
-        run_until(&self.pool, &self.config, deadline, &self.metrics).await
+        run_until(
+            &self.pool,
+            &self.config,
+            deadline,
+            &self.metrics,
+            self.listener.as_deref(),
+        )
+        .await
     }
 }
 
@@ -285,6 +314,7 @@ pub async fn run_until(
     cfg: &FlushConfig,
     deadline: Instant,
     metrics: &Metrics,
+    listener: Option<&dyn ProjectionListener>,
 ) -> Result<Totals, StoreError> {
     let deadline = match cfg.max_run {
         Some(max) => deadline.min(Instant::now() + max + cfg.stop_margin),
@@ -301,6 +331,11 @@ pub async fn run_until(
         totals.inserted += b.inserted;
         if b.moved > 0 {
             metrics.record(&sample(&b));
+        }
+        if let Some(l) = listener
+            && !b.changed.is_empty()
+        {
+            l.changed(&b.changed).await;
         }
         if b.moved < cfg.batch_size {
             let left = deadline.saturating_duration_since(Instant::now() + cfg.stop_margin);
