@@ -14,7 +14,7 @@ use atlas_tests::{
     query_api_with,
 };
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_postgres::NoTls;
 
 fn routed_api(db: &TestDb, standby: &Standby, fallback_max: usize) -> QueryApi {
