@@ -66,6 +66,8 @@ resource "aws_apigatewayv2_route" "query" {
     "GET /v1/entities/{id}/attributes/{name}/history",
     "POST /v1/attributes",
     "GET /v1/attributes/{name}",
+    "PATCH /v1/attributes/{name}",
+    "GET /v1/analytics/attributes/{name}/stats",
     "ANY /v1/plugins",
     "ANY /v1/plugins/{proxy+}",
   ])

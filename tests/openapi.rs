@@ -73,11 +73,13 @@ fn operations(doc: &Value) -> Vec<Op> {
             });
         }
     }
-    // Upload before activation before deletion; the rest in document order.
+    // Upload, then creations and activation, then reads and changes, then
+    // deletion; otherwise by path.
     let rank = |o: &Op| match o.method.as_str() {
         "PUT" => 0,
-        "DELETE" => 2,
-        _ => 1,
+        "POST" => 1,
+        "DELETE" => 3,
+        _ => 2,
     };
     ops.sort_by_key(rank);
     ops

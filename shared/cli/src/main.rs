@@ -48,6 +48,21 @@ enum Command {
         #[arg(long, default_value = ".atlas")]
         data_dir: PathBuf,
     },
+    /// Report entities whose hot projection disagrees with their latest
+    /// reading (the seed's "monitor divergence"): one JSON line each, then
+    /// a summary line. Exits with status 2 when any diverge.
+    Reconcile {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long)]
+        tenant: i64,
+        /// Only this attribute (default: every attribute of the tenant).
+        #[arg(long)]
+        attribute: Option<String>,
+        /// Most entities reported per attribute.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+        limit: i64,
+    },
     /// Benchmarks; each prints one JSON object as its last line.
     #[command(subcommand)]
     Bench(Bench),
@@ -159,6 +174,33 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 "{}",
                 signer.issue(tenant, chrono::Duration::hours(ttl_hours))?
             );
+        }
+        Command::Reconcile {
+            database_url,
+            tenant,
+            attribute,
+            limit,
+        } => {
+            let pool =
+                atlas_store::DbConfig::new(database_url, atlas_store::DbRole::Worker).pool()?;
+            let tenant = atlas_core::TenantId::new(tenant)?;
+            let found = match attribute {
+                Some(a) => {
+                    let a = atlas_core::AttributeName::parse(&a)?;
+                    atlas_store::hot::divergent(&pool, tenant, &a, limit).await?
+                }
+                None => atlas_store::hot::divergent_all(&pool, tenant, limit).await?,
+            };
+            for d in &found {
+                println!("{}", serde_json::to_string(d)?);
+            }
+            println!(
+                "{}",
+                serde_json::json!({"reconcile": "entity_jsonb", "tenant_id": tenant.get(), "divergent": found.len()})
+            );
+            if !found.is_empty() {
+                std::process::exit(2);
+            }
         }
         Command::Plugin(cmd) => plugin::run(cmd).await?,
         Command::Bench(Bench::Plugin(b)) => {

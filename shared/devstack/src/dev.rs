@@ -102,7 +102,8 @@ async fn serve(
         )
         .route(atlas_plugins::http::PREFIX, query_handler(&query))
         .route(atlas_query::http::ENTITIES, query_handler(&query))
-        .route(atlas_query::http::ATTRIBUTES, query_handler(&query));
+        .route(atlas_query::http::ATTRIBUTES, query_handler(&query))
+        .route(atlas_query::http::ANALYTICS, query_handler(&query));
     let gateway = LocalGateway {
         routes,
         signer: Arc::new(Signer::new(&secret)?),

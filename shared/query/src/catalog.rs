@@ -1,15 +1,36 @@
 use atlas_core::{AttributeName, DataType, TenantId};
+use atlas_store::hot::{self, HotChange, Requested};
 use atlas_store::{Pool, StoreError, begin_tenant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One attribute of a tenant's catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Attribute {
     pub name: String,
     pub data_type: String,
     pub is_hot: bool,
     pub created_at: DateTime<Utc>,
+    /// The latest promotion or demotion and its progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hot_change: Option<HotChange>,
+}
+
+/// The body of `PATCH /v1/attributes/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributePatch {
+    pub is_hot: bool,
+}
+
+/// What a PATCH did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Patched {
+    Missing,
+    /// Already so: nothing to do.
+    Unchanged(Attribute),
+    /// Flipped; the projection follows in the background.
+    Queued(Attribute),
 }
 
 /// The body of `POST /v1/attributes`.
@@ -23,7 +44,7 @@ pub struct NewAttribute {
 }
 
 /// What creating an attribute did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     New(Attribute),
     /// It existed with the same definition: nothing to do.
@@ -32,7 +53,7 @@ pub enum Created {
     Conflict(Attribute),
 }
 
-const SELECT: &str = "SELECT attribute_name, data_type, is_hot, created_at FROM attributes \
+const SELECT: &str = "SELECT attribute_name, data_type, is_hot, created_at, attribute_id FROM attributes \
                       WHERE tenant_id = $1 AND attribute_name = $2";
 
 fn attribute(r: &tokio_postgres::Row) -> Attribute {
@@ -41,6 +62,7 @@ fn attribute(r: &tokio_postgres::Row) -> Attribute {
         data_type: r.get(1),
         is_hot: r.get(2),
         created_at: r.get(3),
+        hot_change: None,
     }
 }
 
@@ -56,8 +78,46 @@ impl Attribute {
         let row = tx
             .query_opt(&stmt, &[&tenant.get(), &name.as_str()])
             .await?;
+        let found = match row {
+            Some(r) => Some(Attribute {
+                hot_change: hot::latest(&tx, tenant, r.get(4)).await?,
+                ..attribute(&r)
+            }),
+            None => None,
+        };
         tx.commit().await?;
-        Ok(row.as_ref().map(attribute))
+        Ok(found)
+    }
+
+    /// Promotes (`hot`) or demotes the attribute. The catalog changes at
+    /// once; the flusher rewrites the projection in the background.
+    pub async fn set_hot(
+        pool: &Pool,
+        tenant: TenantId,
+        name: &AttributeName,
+        hot: bool,
+    ) -> Result<Patched, StoreError> {
+        let mut client = pool.get().await?;
+        let tx = begin_tenant(&mut client, tenant).await?;
+        let requested = hot::request(&tx, tenant, name, hot).await?;
+        let row = tx
+            .query_opt(SELECT, &[&tenant.get(), &name.as_str()])
+            .await?;
+        tx.commit().await?;
+        let Some(row) = row else {
+            return Ok(Patched::Missing);
+        };
+        Ok(match requested {
+            Requested::Missing => Patched::Missing,
+            Requested::Unchanged(c) => Patched::Unchanged(Attribute {
+                hot_change: c,
+                ..attribute(&row)
+            }),
+            Requested::Queued(c) => Patched::Queued(Attribute {
+                hot_change: Some(c),
+                ..attribute(&row)
+            }),
+        })
     }
 
     /// Adds an attribute to the catalog. Ingest sees it within

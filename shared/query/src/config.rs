@@ -10,6 +10,9 @@ pub struct QueryConfig {
     /// `ATLAS_HISTORY_MAX_RANGE_SECS`: the widest `from`..`to` a history
     /// read may ask for (default 7 days).
     pub history_max_range: Duration,
+    /// `ATLAS_ANALYTICS_MAX_RANGE_SECS`: the widest range a statistics
+    /// read may ask for (default 31 days).
+    pub analytics_max_range: Duration,
     /// `ATLAS_CATALOG_TTL_MS`: how long a tenant's attribute catalog is
     /// cached for searches (ingest reads the same variable).
     pub catalog_ttl: Duration,
@@ -20,6 +23,7 @@ impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             history_max_range: Duration::from_secs(7 * 86_400),
+            analytics_max_range: Duration::from_secs(31 * 86_400),
             catalog_ttl: Duration::from_secs(5),
             routing: RoutingConfig::default(),
         }
@@ -31,6 +35,7 @@ impl QueryConfig {
         let d = Self::default();
         Ok(Self {
             history_max_range: seconds("ATLAS_HISTORY_MAX_RANGE_SECS", d.history_max_range)?,
+            analytics_max_range: seconds("ATLAS_ANALYTICS_MAX_RANGE_SECS", d.analytics_max_range)?,
             catalog_ttl: millis("ATLAS_CATALOG_TTL_MS", d.catalog_ttl)?,
             routing: RoutingConfig::from_env()?,
         })

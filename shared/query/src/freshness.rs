@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use atlas_http::{Body, Response};
+use chrono::{DateTime, Utc};
 use http::HeaderValue;
 use serde::Serialize;
 
@@ -64,12 +65,33 @@ pub struct Freshness {
     pub source: String,
     /// How far the source lags the primary; 0 for the primary itself.
     pub lag_seconds: f64,
+    /// The answer holds every change committed before this time.
+    pub data_as_of: DateTime<Utc>,
     pub consistency: Consistency,
     pub cache_status: CacheStatus,
     pub query_ms: f64,
 }
 
 impl Freshness {
+    /// The freshness of an answer read from `source`, lagging `lag_seconds`,
+    /// that took `took` to produce.
+    pub fn new(
+        source: impl Into<String>,
+        lag_seconds: f64,
+        consistency: Consistency,
+        cache_status: CacheStatus,
+        took: Duration,
+    ) -> Self {
+        Self {
+            source: source.into(),
+            lag_seconds,
+            data_as_of: Utc::now() - chrono::Duration::microseconds((lag_seconds * 1e6) as i64),
+            consistency,
+            cache_status,
+            query_ms: Self::millis(took),
+        }
+    }
+
     /// A duration as milliseconds to the microsecond.
     pub fn millis(took: Duration) -> f64 {
         (took.as_secs_f64() * 1e6).round() / 1e3
@@ -92,6 +114,11 @@ impl Freshness {
         };
         set("x-data-source", self.source.clone());
         set("x-data-lag-seconds", format!("{:.3}", self.lag_seconds));
+        set(
+            "x-data-as-of",
+            self.data_as_of
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        );
         set("x-consistency-level", self.consistency.as_str().into());
         set("x-cache-status", self.cache_status.as_str().into());
         set("x-query-duration-ms", format!("{:.3}", self.query_ms));
@@ -105,17 +132,25 @@ mod tests {
 
     #[test]
     fn every_answer_carries_headers_and_metadata() {
-        let f = Freshness {
-            source: "primary".into(),
-            lag_seconds: 0.0,
-            consistency: Consistency::Strong,
-            cache_status: CacheStatus::Bypass,
-            query_ms: Freshness::millis(Duration::from_micros(1500)),
-        };
+        let before = Utc::now();
+        let f = Freshness::new(
+            "replica:1",
+            2.5,
+            Consistency::Strong,
+            CacheStatus::Bypass,
+            Duration::from_micros(1500),
+        );
         let resp = f.respond(http::StatusCode::OK, serde_json::json!({"a": 1}));
         let h = resp.headers();
-        assert_eq!(h["x-data-source"], "primary");
-        assert_eq!(h["x-data-lag-seconds"], "0.000");
+        assert_eq!(h["x-data-source"], "replica:1");
+        assert_eq!(h["x-data-lag-seconds"], "2.500");
+        let lag = chrono::Duration::milliseconds(2500);
+        assert!(f.data_as_of >= before - lag && f.data_as_of <= Utc::now() - lag);
+        assert_eq!(
+            h["x-data-as-of"],
+            f.data_as_of
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
         assert_eq!(h["x-consistency-level"], "strong");
         assert_eq!(h["x-cache-status"], "bypass");
         assert_eq!(h["x-query-duration-ms"], "1.500");
@@ -124,9 +159,12 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(t).unwrap();
         assert_eq!(v["a"], 1);
+        let mut m = v["_metadata"].clone();
+        assert!(m["data_as_of"].is_string());
+        m.as_object_mut().unwrap().remove("data_as_of");
         assert_eq!(
-            v["_metadata"],
-            serde_json::json!({"source": "primary", "lag_seconds": 0.0, "consistency": "strong",
+            m,
+            serde_json::json!({"source": "replica:1", "lag_seconds": 2.5, "consistency": "strong",
                                "cache_status": "bypass", "query_ms": 1.5})
         );
     }

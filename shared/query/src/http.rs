@@ -4,7 +4,9 @@
 //!   (eventual ones through the Redis cache when there is one)
 //! - `POST /v1/entities/search`: a filter over hot attributes
 //! - `GET /v1/entities/{id}/attributes/{name}/history?from=T&to=T[&limit=N]`
-//! - `POST /v1/attributes`, `GET /v1/attributes/{name}`: the catalog
+//! - `GET /v1/analytics/attributes/{name}/stats?from=T&to=T[&group_by=A]`
+//! - `POST /v1/attributes`, `GET` and `PATCH /v1/attributes/{name}`: the
+//!   catalog, and promotion or demotion of an attribute
 //! - everything under `/v1/plugins`, handed to the plugin registry
 //!
 //! The tenant is always the authorizer's. Another tenant's entity is a 404,
@@ -27,12 +29,14 @@ use crate::routing::{ReadError, Replica, Route, Router};
 use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
 
-use crate::catalog::{Attribute, Created, NewAttribute};
+use crate::analytics::{Refused, Stats};
+use crate::catalog::{Attribute, AttributePatch, Created, NewAttribute, Patched};
 use crate::search::{Search, SearchRequest};
 use crate::{CacheStatus, Consistency, Entity, Freshness, History, Missing, QueryConfig, Range};
 
 pub const ENTITIES: &str = "/v1/entities";
 pub const ATTRIBUTES: &str = "/v1/attributes";
+pub const ANALYTICS: &str = "/v1/analytics";
 
 /// Everything the query API serves from.
 pub struct QueryApi {
@@ -132,13 +136,37 @@ async fn route(api: &QueryApi, path: &str, req: Request) -> Result<Response<Body
         (["v1", "entities", id, "attributes", name, "history"], &Method::GET) => {
             get_history(api, id, name, &req).await
         }
+        (["v1", "analytics", "attributes", name, "stats"], &Method::GET) => {
+            get_stats(api, name, &req).await
+        }
+        (["v1", "analytics", "attributes", _, "stats"], _) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
         (["v1", "attributes"], &Method::POST) => create_attribute(api, &req).await,
         (["v1", "attributes", name], &Method::GET) => get_attribute(api, name, &req).await,
-        (["v1", "entities", _], _)
-        | (["v1", "entities", _, "attributes", _, "history"], _)
-        | (["v1", "attributes", _], _) => Err(ApiError::method_not_allowed("GET")),
+        (["v1", "attributes", name], &Method::PATCH) => patch_attribute(api, name, &req).await,
+        (["v1", "attributes", _], _) => Err(ApiError::method_not_allowed("GET, PATCH")),
+        (["v1", "entities", _], _) | (["v1", "entities", _, "attributes", _, "history"], _) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
         (["v1", "attributes"], _) => Err(ApiError::method_not_allowed("POST")),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
+    }
+}
+
+fn attribute_name(raw: &str) -> Result<AttributeName, ApiError> {
+    AttributeName::parse(raw).map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))
+}
+
+/// Refuses any query parameter on a route that takes none.
+fn no_query(req: &Request, route: &str) -> Result<(), ApiError> {
+    if query_params(req).is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "unknown_parameter",
+            format!("{route} takes no query parameters"),
+        ))
     }
 }
 
@@ -206,12 +234,7 @@ async fn search(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiErro
 
 async fn create_attribute(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_from_request(req)?;
-    if !query_params(req).is_empty() {
-        return Err(ApiError::bad_request(
-            "unknown_parameter",
-            "POST /v1/attributes takes no query parameters",
-        ));
-    }
+    no_query(req, "POST /v1/attributes")?;
     let new: NewAttribute = json_body(req, "{\"name\", \"data_type\", \"is_hot\"}")?;
     let name = AttributeName::parse(&new.name)
         .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
@@ -237,14 +260,36 @@ async fn create_attribute(api: &QueryApi, req: &Request) -> Result<Response<Body
     }
 }
 
+async fn patch_attribute(
+    api: &QueryApi,
+    name: &str,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_from_request(req)?;
+    let name = attribute_name(name)?;
+    no_query(req, "PATCH /v1/attributes/{name}")?;
+    let patch: AttributePatch = json_body(req, "{\"is_hot\": true|false}")?;
+    match Attribute::set_hot(api.router.primary(), tenant, &name, patch.is_hot)
+        .await
+        .map_err(unavailable)?
+    {
+        Patched::Missing => Err(ApiError::not_found(format!("no attribute {name}"))),
+        Patched::Unchanged(a) => Ok(json(StatusCode::OK, &a)),
+        // Accepted: GET /v1/attributes/{name} shows the progress.
+        Patched::Queued(a) => {
+            api.catalog.invalidate(tenant);
+            Ok(json(StatusCode::ACCEPTED, &a))
+        }
+    }
+}
+
 async fn get_attribute(
     api: &QueryApi,
     name: &str,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_from_request(req)?;
-    let name = AttributeName::parse(name)
-        .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
+    let name = attribute_name(name)?;
     let params = ReadParams::parse(&query_params(req), &[])?;
     let started = Instant::now();
     let name = &name;
@@ -281,13 +326,13 @@ async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<
         match cache.get(key).await {
             Lookup::Hit(text) => {
                 if let Some(hit) = Cached::fresh_enough(&text, params.max_lag_seconds) {
-                    let freshness = Freshness {
-                        source: "cache".into(),
-                        lag_seconds: hit.lag_seconds,
-                        consistency: params.consistency,
-                        cache_status: CacheStatus::Hit,
-                        query_ms: Freshness::millis(started.elapsed()),
-                    };
+                    let freshness = Freshness::new(
+                        "cache",
+                        hit.lag_seconds,
+                        params.consistency,
+                        CacheStatus::Hit,
+                        started.elapsed(),
+                    );
                     return Ok(freshness.respond(StatusCode::OK, hit.entity));
                 }
             }
@@ -352,8 +397,7 @@ async fn get_history(
     let tenant = tenant_from_request(req)?;
     let id = EntityId::parse(id)
         .map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))?;
-    let name = AttributeName::parse(name)
-        .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
+    let name = attribute_name(name)?;
     let q = query_params(req);
     let params = ReadParams::parse(&q, &["from", "to", "limit"])?;
     let range = history_range(&q, api.config.history_max_range)?;
@@ -377,14 +421,18 @@ async fn get_history(
 }
 
 /// `from` and `to` (RFC 3339, both required, `to` exclusive) no wider than
-/// `max`, and `limit` (1 to 1,000, default 100): the seed refuses
-/// unbounded scans of the time series, and so do we.
-fn history_range(q: &HashMap<String, String>, max: std::time::Duration) -> Result<Range, ApiError> {
+/// `max`, which `setting` configures: the seed refuses unbounded scans of
+/// the time series, and so do we.
+fn time_range(
+    q: &HashMap<String, String>,
+    max: std::time::Duration,
+    setting: &str,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let time = |key: &str| -> Result<DateTime<Utc>, ApiError> {
         let raw = q.get(key).ok_or_else(|| {
             ApiError::bad_request(
                 "range_required",
-                format!("{key} is required: history reads need from and to (RFC 3339)"),
+                format!("{key} is required: these reads need from and to (RFC 3339)"),
             )
         })?;
         DateTime::parse_from_rfc3339(raw)
@@ -408,12 +456,18 @@ fn history_range(q: &HashMap<String, String>, max: std::time::Duration) -> Resul
         return Err(ApiError::bad_request(
             "range_too_large",
             format!(
-                "from..to spans {} s; the limit is {} s (ATLAS_HISTORY_MAX_RANGE_SECS)",
+                "from..to spans {} s; the limit is {} s ({setting})",
                 (to - from).num_seconds(),
                 max.num_seconds()
             ),
         ));
     }
+    Ok((from, to))
+}
+
+/// A history read's range and `limit` (1 to 1,000, default 100).
+fn history_range(q: &HashMap<String, String>, max: std::time::Duration) -> Result<Range, ApiError> {
+    let (from, to) = time_range(q, max, "ATLAS_HISTORY_MAX_RANGE_SECS")?;
     let limit = match q.get("limit") {
         None => 100,
         Some(v) => v
@@ -428,6 +482,43 @@ fn history_range(q: &HashMap<String, String>, max: std::time::Duration) -> Resul
             })?,
     };
     Ok(Range { from, to, limit })
+}
+
+async fn get_stats(api: &QueryApi, name: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_from_request(req)?;
+    let name = attribute_name(name)?;
+    let q = query_params(req);
+    let params = ReadParams::parse_or(&q, &["from", "to", "group_by"], Consistency::Analytics)?;
+    let (from, to) = time_range(
+        &q,
+        api.config.analytics_max_range,
+        "ATLAS_ANALYTICS_MAX_RANGE_SECS",
+    )?;
+    let group_by = q
+        .get("group_by")
+        .map(|g| AttributeName::parse(g))
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_attribute", format!("group_by: {e}")))?;
+    let started = Instant::now();
+    let (name, group_by) = (&name, group_by.as_ref());
+    let (stats, route) = params
+        .read(api, |pool| async move {
+            Stats::get(&pool, tenant, name, group_by, from, to).await
+        })
+        .await?;
+    let stats = stats.map_err(|refused| match refused {
+        Refused::Missing(n) => ApiError::not_found(format!("no attribute {n}")),
+        Refused::NotNumeric { name, data_type } => ApiError::bad_request(
+            "not_numeric",
+            format!("{name} is a {data_type} attribute; statistics need int or decimal"),
+        ),
+    })?;
+    params.answer(
+        started,
+        &route,
+        CacheStatus::Bypass,
+        serde_json::to_value(stats).expect("stats serialize"),
+    )
 }
 
 fn unavailable(e: atlas_store::StoreError) -> ApiError {
@@ -445,6 +536,15 @@ impl ReadParams {
     /// The common parameters; `extra` names the route's own, and anything
     /// else is refused.
     fn parse(q: &HashMap<String, String>, extra: &[&str]) -> Result<Self, ApiError> {
+        Self::parse_or(q, extra, Consistency::default())
+    }
+
+    /// As `parse`, for a route whose reads default to `default`.
+    fn parse_or(
+        q: &HashMap<String, String>,
+        extra: &[&str],
+        default: Consistency,
+    ) -> Result<Self, ApiError> {
         const COMMON: [&str; 2] = ["consistency", "max_lag_seconds"];
         if let Some(k) = q
             .keys()
@@ -459,7 +559,7 @@ impl ReadParams {
         let consistency = match q.get("consistency") {
             Some(c) => Consistency::parse(c)
                 .map_err(|e| ApiError::bad_request("invalid_consistency", e))?,
-            None => Consistency::default(),
+            None => default,
         };
         let max_lag_seconds = match q.get("max_lag_seconds") {
             Some(v) => Some(
@@ -510,13 +610,13 @@ impl ReadParams {
         cache_status: CacheStatus,
         body: serde_json::Value,
     ) -> Result<Response<Body>, ApiError> {
-        let freshness = Freshness {
-            source: route.source.clone(),
-            lag_seconds: route.lag_seconds,
-            consistency: self.consistency,
+        let freshness = Freshness::new(
+            route.source.clone(),
+            route.lag_seconds,
+            self.consistency,
             cache_status,
-            query_ms: Freshness::millis(started.elapsed()),
-        };
+            started.elapsed(),
+        );
         Ok(freshness.respond(StatusCode::OK, body))
     }
 }

@@ -8,6 +8,7 @@
 //! consistency level), and the plugin registry's routes. Replica, cache and warehouse routing
 //! come next, behind the same `Freshness` contract.
 
+mod analytics;
 mod catalog;
 mod config;
 mod entities;

@@ -306,8 +306,12 @@ impl Flusher {
     }
 }
 
+/// Entities per batch of promotion or demotion work.
+pub const HOT_BATCH: i64 = 1000;
+
 /// Flushes until `deadline - stop_margin`, emitting one metrics sample per
-/// non-empty batch. Full batches follow each other at once; when staging
+/// non-empty batch, and works off promotions and demotions when staging is
+/// empty. Full batches follow each other at once; when staging
 /// runs dry the loop waits `idle_interval`.
 pub async fn run_until(
     pool: &Pool,
@@ -338,6 +342,16 @@ pub async fn run_until(
             l.changed(&b.changed).await;
         }
         if b.moved < cfg.batch_size {
+            // Staging is drained: spend the idle time on promotions and
+            // demotions, then look at staging again before the next batch.
+            if let Some(w) = crate::hot::work_batch(pool, HOT_BATCH).await? {
+                if let Some(l) = listener
+                    && !w.changed.is_empty()
+                {
+                    l.changed(&w.changed).await;
+                }
+                continue;
+            }
             let left = deadline.saturating_duration_since(Instant::now() + cfg.stop_margin);
             tokio::time::sleep(cfg.idle_interval.min(left)).await;
         }

@@ -1,12 +1,14 @@
 //! PostgreSQL for Atlas: the connection pool, tenant-scoped transactions,
 //! migrations and partition upkeep, the attribute catalog, staging with
 //! binary COPY, the flush from staging into the time series and the hot
-//! JSONB projection, and the heartbeat that replica lag is measured by.
+//! JSONB projection, promotions and demotions of hot attributes with the
+//! divergence check, and the heartbeat that replica lag is measured by.
 
 mod catalog;
 mod error;
 pub mod flush;
 pub mod heartbeat;
+pub mod hot;
 mod migrate;
 mod pool;
 mod provision;

@@ -1,0 +1,194 @@
+//! `GET /v1/analytics/attributes/{name}/stats` (the seed's Query 2)
+//! through the query API's handler against a real PostgreSQL: per-group
+//! distributions computed independently here, the "data as of" every
+//! answer carries, and refusals.
+
+use atlas_query::QueryApi;
+use atlas_tests::{
+    TestDb, api_request, body_json, demo_tenants, fixture, flush_all, post_readings, query_api,
+};
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+/// Entity `e` (1..=6) is in region `REGIONS[e % 2]` (entity 6 has none)
+/// and reports temperature `e * 10 + k` at `k` hours ago, k = 1..=4.
+const REGIONS: [&str; 2] = ["eu-west", "us-east"];
+
+fn readings() -> Vec<(i64, f64)> {
+    (1..=6)
+        .flat_map(|e| (1..=4).map(move |k| (e, (e * 10 + k) as f64)))
+        .collect()
+}
+
+fn hours_ago(h: i64) -> String {
+    (Utc::now() - chrono::Duration::hours(h)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+async fn setup() -> (TestDb, QueryApi) {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    let mut batch = Vec::new();
+    for e in 1..=6i64 {
+        if e != 6 {
+            batch.push(json!({"entity_id": e, "attribute": "region",
+                              "value": REGIONS[(e % 2) as usize], "ts": hours_ago(1)}));
+        }
+        for k in 1..=4i64 {
+            batch.push(json!({"entity_id": e, "attribute": "temperature",
+                              "value": (e * 10 + k) as f64, "ts": hours_ago(k)}));
+        }
+    }
+    post_readings(&db, "1", Value::Array(batch)).await;
+    flush_all(&db).await;
+    let api = query_api(&db);
+    (db, api)
+}
+
+/// PostgreSQL's percentile_cont: linear interpolation between ranks.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let pos = p * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+fn expected(values: &mut [f64]) -> (usize, f64, f64, f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let avg = values.iter().sum::<f64>() / values.len() as f64;
+    (
+        values.len(),
+        avg,
+        values[0],
+        values[values.len() - 1],
+        percentile(values, 0.5),
+        percentile(values, 0.95),
+    )
+}
+
+fn close(a: &Value, b: f64) -> bool {
+    (a.as_f64().unwrap() - b).abs() < 1e-9
+}
+
+async fn stats(api: &QueryApi, tenant: &str, query: &str) -> (StatusCode, http::HeaderMap, Value) {
+    let path = format!("/v1/analytics/attributes/temperature/stats?{query}");
+    let resp = atlas_query::http::handle(api, api_request(tenant, "GET", &path, None)).await;
+    (resp.status(), resp.headers().clone(), body_json(&resp))
+}
+
+#[tokio::test]
+async fn distributions_per_group_match_the_readings() {
+    let (_db, api) = setup().await;
+    let range = format!("from={}&to={}", hours_ago(6), hours_ago(0));
+    let (status, headers, body) = stats(&api, "1", &format!("{range}&group_by=region")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-consistency-level"], "analytics");
+    let as_of: DateTime<Utc> = headers["x-data-as-of"].to_str().unwrap().parse().unwrap();
+    assert!(as_of <= Utc::now());
+    assert!(body["_metadata"]["data_as_of"].is_string());
+
+    let groups = body["groups"].as_array().unwrap();
+    let names: Vec<&Value> = groups.iter().map(|g| &g["group"]).collect();
+    assert_eq!(names, [&json!("eu-west"), &json!("us-east"), &Value::Null]);
+    for g in groups {
+        let members: Vec<i64> = (1..=6)
+            .filter(|&e| match g["group"].as_str() {
+                Some(r) => e != 6 && REGIONS[(e % 2) as usize] == r,
+                None => e == 6,
+            })
+            .collect();
+        let mut values: Vec<f64> = readings()
+            .into_iter()
+            .filter(|(e, _)| members.contains(e))
+            .map(|(_, v)| v)
+            .collect();
+        let (count, avg, min, max, p50, p95) = expected(&mut values);
+        assert_eq!(g["count"], count as i64, "{g}");
+        assert_eq!(g["entities"], members.len() as i64, "{g}");
+        assert!(close(&g["avg"], avg), "{g}: avg {avg}");
+        assert!(close(&g["min"], min) && close(&g["max"], max), "{g}");
+        assert!(
+            close(&g["p50"], p50) && close(&g["p95"], p95),
+            "{g}: {p50} {p95}"
+        );
+    }
+
+    // Without group_by: one group of everything; the range bounds it.
+    let range = format!("from={}&to={}", hours_ago(2), hours_ago(0));
+    let (_, _, body) = stats(&api, "1", &range).await;
+    let mut values: Vec<f64> = readings()
+        .into_iter()
+        .filter(|(e, v)| (*v as i64) - e * 10 <= 1)
+        .map(|(_, v)| v)
+        .collect();
+    let (count, avg, ..) = expected(&mut values);
+    assert_eq!(body["groups"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["groups"][0]["group"], Value::Null);
+    assert_eq!(body["groups"][0]["count"], count as i64);
+    assert!(close(&body["groups"][0]["avg"], avg));
+    assert_eq!(body["truncated"], false);
+}
+
+#[tokio::test]
+async fn bad_stats_reads_are_refused_and_other_tenants_see_nothing() {
+    let (_db, api) = setup().await;
+    let range = format!("from={}&to={}", hours_ago(6), hours_ago(0));
+    let cases = [
+        (
+            "status",
+            range.clone(),
+            StatusCode::BAD_REQUEST,
+            "not_numeric",
+        ),
+        (
+            "temperature",
+            format!("{range}&group_by=nope"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "temperature",
+            format!("to={}", hours_ago(0)),
+            StatusCode::BAD_REQUEST,
+            "range_required",
+        ),
+        (
+            "temperature",
+            format!("from={}&to={}", hours_ago(24 * 40), hours_ago(0)),
+            StatusCode::BAD_REQUEST,
+            "range_too_large",
+        ),
+        (
+            "temperature",
+            format!("{range}&group_by=a;b"),
+            StatusCode::BAD_REQUEST,
+            "invalid_attribute",
+        ),
+        (
+            "temperature",
+            format!("{range}&bucket=1h"),
+            StatusCode::BAD_REQUEST,
+            "unknown_parameter",
+        ),
+        ("nope", range.clone(), StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (attribute, query, status, code) in cases {
+        let path = format!("/v1/analytics/attributes/{attribute}/stats?{query}");
+        let resp = atlas_query::http::handle(&api, api_request("1", "GET", &path, None)).await;
+        let body = body_json(&resp);
+        assert_eq!(
+            (resp.status(), body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+    }
+    // Tenant 2 has the same catalog and none of the readings.
+    let (status, _, body) = stats(&api, "2", &range).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["groups"], json!([]));
+
+    // The sample API Gateway event is served.
+    let event = fixture("apigw-get-stats.json");
+    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let resp = atlas_query::http::handle(&api, req).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", body_json(&resp));
+}
