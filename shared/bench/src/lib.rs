@@ -4,4 +4,5 @@
 mod codec;
 pub mod ingest;
 pub mod plugin;
+pub mod query;
 mod scratch;

@@ -77,6 +77,37 @@ enum Bench {
     Ingest(IngestBench),
     /// The example plugin in the sandbox against the same logic run natively.
     Plugin(PluginBench),
+    /// Reads through the query API handler: the seed's Query 1, point
+    /// reads cold and cached, and Query 1 on the time series alone.
+    Query(QueryBench),
+}
+
+#[derive(Args)]
+struct QueryBench {
+    /// Entities in the dataset (kept between runs; built when missing).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i64).range(1..))]
+    entities: i64,
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..))]
+    tenants: i64,
+    /// Requests timed per kind.
+    #[arg(long, default_value_t = 2000)]
+    iterations: usize,
+    /// Build the dataset again even if it exists.
+    #[arg(long)]
+    rebuild: bool,
+    /// Server that holds the dataset's database.
+    #[arg(
+        long,
+        env = "ATLAS_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    #[arg(
+        long,
+        env = "ATLAS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
 }
 
 #[derive(Args)]
@@ -228,6 +259,18 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 ..defaults
             };
             let report = atlas_bench::ingest::run(&opts).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Bench(Bench::Query(b)) => {
+            let opts = atlas_bench::query::Options {
+                server_url: b.database_url,
+                entities: b.entities,
+                tenants: b.tenants,
+                iterations: b.iterations,
+                rebuild: b.rebuild,
+                redis_url: b.redis_url,
+            };
+            let report = atlas_bench::query::run(&opts).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
     }

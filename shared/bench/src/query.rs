@@ -1,0 +1,399 @@
+//! `atlas bench query`: reads through the query API's handler, in process,
+//! on a dataset of N entities across T tenants (kept between runs in the
+//! database `atlas_bench_query_<N>_<T>`; `--rebuild` makes it again).
+//!
+//! It times, one request at a time:
+//! - the seed's Query 1 (`POST /v1/entities/search`) for random tenants;
+//! - point reads at strong consistency (never cached) and cached ones
+//!   (eventual, each entity read once before to fill Redis);
+//! - the same Query 1 filter answered from `entity_values_ts` alone, the
+//!   pure-EAV design the seed compares against, as SQL in a tenant-scoped
+//!   transaction like every other read.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atlas_cache::{CacheConfig, HotCache};
+use atlas_core::TenantId;
+use atlas_query::QueryApi;
+use atlas_store::{DbConfig, DbRole, begin_tenant};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tokio_postgres::NoTls;
+
+use crate::scratch::ScratchDb;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub struct Options {
+    pub server_url: String,
+    pub entities: i64,
+    pub tenants: i64,
+    /// Requests timed per kind (EAV: a tenth, at least 20).
+    pub iterations: usize,
+    pub rebuild: bool,
+    pub redis_url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub bench: &'static str,
+    pub entities: i64,
+    pub tenants: i64,
+    pub q1_p50_ms: f64,
+    pub q1_p99_ms: f64,
+    /// Entities Query 1 returned, on average (of at most 100).
+    pub q1_rows_avg: f64,
+    pub point_p50_ms: f64,
+    pub point_p99_ms: f64,
+    pub cached_point_p50_ms: f64,
+    pub cached_point_p99_ms: f64,
+    pub eav_q1_p50_ms: f64,
+    pub eav_q1_p99_ms: f64,
+    /// eav_q1_p50_ms / q1_p50_ms: the handler's whole request against the
+    /// EAV statement alone, so it understates the projection's advantage.
+    pub hot_vs_eav_speedup: f64,
+}
+
+/// Each attribute's value for entity `g` as SQL over `g`, hashed so the
+/// attributes are independent. Shared by the time series and the
+/// projection, which therefore agree.
+const ENVIRONMENT: &str = "CASE WHEN abs(hashint8(g)) % 10 = 0 THEN 'production' \
+                           WHEN abs(hashint8(g)) % 10 < 4 THEN 'staging' ELSE 'dev' END";
+const STATUS: &str = "CASE WHEN abs(hashint8(g + 7)) % 10 < 7 THEN 'online' \
+                      WHEN abs(hashint8(g + 7)) % 10 = 7 THEN 'warning' ELSE 'offline' END";
+const PRIORITY: &str = "(abs(hashint8(g + 13)) % 10 + 1)::bigint";
+const REGION: &str = "(ARRAY['eu-west', 'eu-central', 'us-east', 'us-west', 'ap-south'])\
+                      [abs(hashint8(g + 29)) % 5 + 1]";
+const READ_AT: &str = "now() - (abs(hashint8(g + 41)) % 86400) * interval '1 second'";
+
+const QUERY_1: &str = r#"{"filter": [
+    {"attribute": "environment", "op": "eq", "value": "production"},
+    {"attribute": "status", "op": "in", "value": ["online", "warning"]},
+    {"attribute": "priority", "op": "gte", "value": 8}],
+  "order_by": "updated_at", "limit": 100}"#;
+
+/// The same filter over the time series alone: each entity's latest value
+/// of each attribute, pivoted, then filtered and ordered.
+const EAV_QUERY_1: &str = r#"
+WITH attrs AS (
+    SELECT attribute_id, attribute_name FROM attributes
+    WHERE tenant_id = $1 AND attribute_name IN ('environment', 'status', 'priority', 'region')
+), latest AS (
+    SELECT DISTINCT ON (v.entity_id, v.attribute_id) v.entity_id, a.attribute_name,
+           coalesce(v.value, v.value_int::text) AS value, v.ingested_at
+    FROM entity_values_ts v JOIN attrs a USING (attribute_id)
+    WHERE v.tenant_id = $1
+    ORDER BY v.entity_id, v.attribute_id, v.ingested_at DESC
+), pivot AS (
+    SELECT entity_id,
+           max(value) FILTER (WHERE attribute_name = 'environment') AS environment,
+           max(value) FILTER (WHERE attribute_name = 'status') AS status,
+           max(value) FILTER (WHERE attribute_name = 'priority')::int AS priority,
+           max(value) FILTER (WHERE attribute_name = 'region') AS region,
+           max(ingested_at) AS updated_at
+    FROM latest GROUP BY entity_id
+)
+SELECT p.entity_id, e.entity_type, p.environment, p.status, p.priority, p.region, p.updated_at
+FROM pivot p JOIN entities e ON e.tenant_id = $1 AND e.entity_id = p.entity_id AND NOT e.is_deleted
+WHERE p.environment = 'production' AND p.status IN ('online', 'warning') AND p.priority >= 8
+ORDER BY p.updated_at DESC, p.entity_id DESC
+LIMIT 100
+"#;
+
+pub async fn run(opts: &Options) -> Result<Report, BoxError> {
+    if opts.tenants < 1 || opts.entities < opts.tenants || opts.iterations < 10 {
+        return Err("need tenants >= 1, entities >= tenants and iterations >= 10".into());
+    }
+    let name = format!("atlas_bench_query_{}_{}", opts.entities, opts.tenants);
+    let url = atlas_store::with_database(&opts.server_url, &name);
+    if opts.rebuild || !dataset_ready(&url, opts).await {
+        build(opts, &name).await?;
+    } else {
+        eprintln!("reusing the dataset in {name} (--rebuild to make it again)");
+    }
+    measure(opts, &url).await
+}
+
+/// Whether `url` holds a complete dataset of this size.
+async fn dataset_ready(url: &str, opts: &Options) -> bool {
+    let Ok((client, conn)) = tokio_postgres::connect(url, NoTls).await else {
+        return false;
+    };
+    tokio::spawn(conn);
+    client
+        .query_opt("SELECT entities, tenants FROM atlas_bench_dataset", &[])
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.get::<_, i64>(0) == opts.entities && r.get::<_, i64>(1) == opts.tenants)
+}
+
+async fn build(opts: &Options, name: &str) -> Result<(), BoxError> {
+    eprintln!(
+        "building {} entities across {} tenants in {name} on {}",
+        opts.entities,
+        opts.tenants,
+        atlas_store::redact_url(&opts.server_url)
+    );
+    let db = ScratchDb::create(&opts.server_url, name.to_owned()).await?;
+    let (client, conn) = tokio_postgres::connect(&db.url, NoTls).await?;
+    tokio::spawn(conn);
+    // The owner loads the data; Row-Level Security binds the app role only.
+    client
+        .batch_execute(&format!(
+            "SET synchronous_commit = off;
+             INSERT INTO tenants (tenant_id, tenant_name)
+                 SELECT t, 'bench tenant ' || t FROM generate_series(1, {t}) t;
+             INSERT INTO attributes (tenant_id, attribute_name, data_type, is_hot)
+                 SELECT t, a.name, a.type, true
+                 FROM generate_series(1, {t}) t,
+                      (VALUES ('environment', 'string'), ('status', 'string'),
+                              ('priority', 'int'), ('region', 'string')) a(name, type)
+                 ORDER BY t;",
+            t = opts.tenants
+        ))
+        .await
+        .map_err(db_error)?;
+    let chunk = 250_000i64;
+    let bar = ProgressBar::new(opts.entities as u64).with_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} entities ({eta} left)")
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("loading");
+    let mut from = 1i64;
+    while from <= opts.entities {
+        let to = (from + chunk - 1).min(opts.entities);
+        let tenant = format!("(g % {} + 1)", opts.tenants);
+        let sql = format!(
+            "INSERT INTO entities (entity_id, tenant_id, entity_type)
+                 SELECT g, {tenant}, 'device' FROM generate_series({from}, {to}) g;
+             INSERT INTO entity_values_ts (entity_id, tenant_id, attribute_id, value, value_int, ingested_at)
+                 SELECT g, {tenant}, a.attribute_id,
+                        CASE a.attribute_name WHEN 'environment' THEN {ENVIRONMENT}
+                                              WHEN 'status' THEN {STATUS}
+                                              WHEN 'region' THEN {REGION} END,
+                        CASE WHEN a.attribute_name = 'priority' THEN {PRIORITY} END,
+                        {READ_AT}
+                 FROM generate_series({from}, {to}) g
+                 JOIN attributes a ON a.tenant_id = {tenant};
+             INSERT INTO entity_jsonb (entity_id, tenant_id, hot_attrs, hot_attrs_ts, updated_at)
+                 SELECT g, {tenant},
+                        jsonb_build_object('environment', {ENVIRONMENT}, 'status', {STATUS},
+                                           'priority', {PRIORITY}, 'region', {REGION}),
+                        jsonb_build_object('environment', us, 'status', us, 'priority', us, 'region', us),
+                        at
+                 FROM (SELECT g, {READ_AT} AS at,
+                              (extract(epoch FROM {READ_AT}) * 1000000)::bigint AS us
+                       FROM generate_series({from}, {to}) g) s;"
+        );
+        client.batch_execute(&sql).await.map_err(db_error)?;
+        bar.set_position(to as u64);
+        from = to + 1;
+    }
+    bar.set_message("analyzing");
+    client
+        .batch_execute("VACUUM ANALYZE entities, entity_values_ts, entity_jsonb, attributes")
+        .await
+        .map_err(db_error)?;
+    client
+        .batch_execute(
+            "CREATE TABLE atlas_bench_dataset (entities bigint, tenants bigint, built_at timestamptz)",
+        )
+        .await
+        .map_err(db_error)?;
+    client
+        .execute(
+            "INSERT INTO atlas_bench_dataset VALUES ($1, $2, now())",
+            &[&opts.entities, &opts.tenants],
+        )
+        .await?;
+    bar.finish_with_message("built");
+    Ok(())
+}
+
+/// The server's own message: "db error" alone says nothing.
+fn db_error(e: tokio_postgres::Error) -> BoxError {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| format!("{}: {}", d.severity(), d.message()))
+        .into()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+/// Times `n` calls of `f`, each given its index; sorted.
+async fn timed<F, Fut>(label: &str, n: usize, mut f: F) -> Result<Vec<Duration>, BoxError>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), BoxError>>,
+{
+    let bar = ProgressBar::new(n as u64).with_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len}")
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_owned());
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        f(i).await?;
+        took.push(started.elapsed());
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    took.sort();
+    eprintln!(
+        "{label:>12}: p50 {:.3} ms, p99 {:.3} ms over {n}",
+        percentile(&took, 0.5),
+        percentile(&took, 0.99)
+    );
+    Ok(took)
+}
+
+async fn call(
+    api: &QueryApi,
+    tenant: i64,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<lambda_http::Response<lambda_http::Body>, BoxError> {
+    let req = atlas_http::local::in_process_request(tenant, method, path, body)?;
+    let resp = atlas_query::http::handle(api, req).await;
+    if resp.status() != http::StatusCode::OK {
+        return Err(format!(
+            "{method} {path} answered {}: {:?}",
+            resp.status(),
+            resp.body()
+        )
+        .into());
+    }
+    Ok(resp)
+}
+
+async fn measure(opts: &Options, url: &str) -> Result<Report, BoxError> {
+    let app = DbConfig::new(url, DbRole::App).pool()?;
+    let objects = Arc::new(atlas_objects::LocalDir::new(
+        std::env::temp_dir().join(format!("atlas-bench-query-{}", std::process::id())),
+    ));
+    let mut cache = CacheConfig::new(&opts.redis_url);
+    cache.namespace = format!("atlas-bench-query-{}", std::process::id());
+    let cache = Arc::new(HotCache::new(cache)?);
+    let api = QueryApi::new(
+        app.clone(),
+        atlas_plugins::Registry::new(app.clone(), objects, atlas_plugin_host::Host::new()?),
+        atlas_query::QueryConfig::default(),
+    )
+    .with_cache(cache.clone());
+    let per_tenant = opts.entities / opts.tenants;
+    let tenant_of = |g: i64| g % opts.tenants + 1;
+    let random_entity = || fastrand::i64(1..=opts.entities);
+    eprintln!(
+        "timing through the query API handler, one request at a time ({per_tenant} entities per tenant)"
+    );
+
+    // Warm the pool, the statement caches and the tenants' catalogs.
+    for t in 1..=opts.tenants.min(200) {
+        call(&api, t, "POST", "/v1/entities/search", Some(QUERY_1)).await?;
+    }
+    let rows = std::cell::Cell::new(0usize);
+    let q1 = timed("query 1", opts.iterations, |_| {
+        let (api, rows) = (&api, &rows);
+        async move {
+            let resp = call(
+                api,
+                fastrand::i64(1..=opts.tenants),
+                "POST",
+                "/v1/entities/search",
+                Some(QUERY_1),
+            )
+            .await?;
+            let lambda_http::Body::Text(t) = resp.body() else {
+                return Err("search answered without a text body".into());
+            };
+            let page: serde_json::Value = serde_json::from_str(t)?;
+            rows.set(rows.get() + page["entities"].as_array().map_or(0, Vec::len));
+            Ok(())
+        }
+    })
+    .await?;
+
+    let point = timed("point", opts.iterations, |_| {
+        let api = &api;
+        let g = random_entity();
+        async move {
+            let path = format!("/v1/entities/{g}?consistency=strong");
+            call(api, tenant_of(g), "GET", &path, None).await.map(drop)
+        }
+    })
+    .await?;
+
+    // The same entities twice: the first read fills Redis, the second is timed.
+    let picks: Vec<i64> = (0..opts.iterations).map(|_| random_entity()).collect();
+    for &g in &picks {
+        call(
+            &api,
+            tenant_of(g),
+            "GET",
+            &format!("/v1/entities/{g}"),
+            None,
+        )
+        .await?;
+    }
+    let cached = timed("cached point", opts.iterations, |i| {
+        let api = &api;
+        let g = picks[i];
+        async move {
+            let resp = call(api, tenant_of(g), "GET", &format!("/v1/entities/{g}"), None).await?;
+            if resp.headers()["x-cache-status"] != "hit" {
+                return Err(format!(
+                    "entity {g} was not served from Redis at {}: is it running?",
+                    opts.redis_url
+                )
+                .into());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+
+    let eav_runs = (opts.iterations / 10).max(20);
+    let eav = timed("EAV query 1", eav_runs, |_| {
+        let app = &app;
+        async move {
+            let tenant = TenantId::new(fastrand::i64(1..=opts.tenants))?;
+            let mut client = app.get().await?;
+            let tx = begin_tenant(&mut client, tenant).await?;
+            let stmt = tx.prepare_cached(EAV_QUERY_1).await?;
+            tx.query(&stmt, &[&tenant.get()]).await.map_err(db_error)?;
+            tx.commit().await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    let q1_p50 = percentile(&q1, 0.5);
+    let eav_p50 = percentile(&eav, 0.5);
+    Ok(Report {
+        bench: "query",
+        entities: opts.entities,
+        tenants: opts.tenants,
+        q1_p50_ms: round(q1_p50),
+        q1_p99_ms: round(percentile(&q1, 0.99)),
+        q1_rows_avg: round(rows.get() as f64 / opts.iterations as f64),
+        point_p50_ms: round(percentile(&point, 0.5)),
+        point_p99_ms: round(percentile(&point, 0.99)),
+        cached_point_p50_ms: round(percentile(&cached, 0.5)),
+        cached_point_p99_ms: round(percentile(&cached, 0.99)),
+        eav_q1_p50_ms: round(eav_p50),
+        eav_q1_p99_ms: round(percentile(&eav, 0.99)),
+        hot_vs_eav_speedup: round(eav_p50 / q1_p50),
+    })
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
