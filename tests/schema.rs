@@ -93,7 +93,7 @@ async fn indexes_exist() {
     let has = |needle: &str| defs.iter().any(|d| d.contains(needle));
     assert!(has("USING brin (ingested_at)"), "{defs:?}");
     assert!(has("(tenant_id, attribute_id, ingested_at)"), "{defs:?}");
-    assert!(has("USING gin (hot_attrs)"), "{defs:?}");
+    assert!(has("USING gin (tenant_id, hot_attrs)"), "{defs:?}");
     assert!(has("(tenant_id, updated_at DESC)"), "{defs:?}");
     assert!(has("PRIMARY KEY") || has("pkey"), "{defs:?}");
 }
