@@ -92,6 +92,9 @@ struct QueryBench {
     /// Requests timed per kind.
     #[arg(long, default_value_t = 2000)]
     iterations: usize,
+    /// Readings per attribute and entity in the time series.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=24))]
+    history: i64,
     /// Build the dataset again even if it exists.
     #[arg(long)]
     rebuild: bool,
@@ -269,6 +272,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 iterations: b.iterations,
                 rebuild: b.rebuild,
                 redis_url: b.redis_url,
+                history: b.history,
             };
             let report = atlas_bench::query::run(&opts).await?;
             println!("{}", serde_json::to_string(&report)?);

@@ -83,9 +83,14 @@ async fn serve(
     let cache = Arc::new(HotCache::new(
         CacheConfig::from_env()?.unwrap_or_else(|| CacheConfig::new("redis://127.0.0.1:6379")),
     )?);
+    let reads = DbConfig {
+        generic_plans: true,
+        ..DbConfig::new(url, DbRole::App)
+    }
+    .pool()?;
     let query = Arc::new(
         QueryApi::new(
-            app.clone(),
+            reads,
             Registry::new(app, objects, host),
             atlas_query::QueryConfig::from_env()?,
         )

@@ -85,7 +85,10 @@ impl QueryApi {
     /// `DATABASE_URL` (acting as `atlas_app`), `ATLAS_REPLICA_URLS` (comma
     /// separated, same roles) and, for the registry, `ATLAS_OBJECT_STORE`.
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let primary = atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?;
+        let primary = atlas_store::DbConfig {
+            generic_plans: true,
+            ..atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?
+        };
         let mut replicas = Vec::new();
         for (i, url) in std::env::var("ATLAS_REPLICA_URLS")
             .unwrap_or_default()
