@@ -5,7 +5,7 @@
 
 use atlas_query::QueryApi;
 use atlas_tests::{
-    TestDb, api_request, body_json, demo_tenants, fixture, flush_all, post_readings, query_api,
+    TestDb, api_request, body_json, demo_tenants, flush_all, post_readings, query_api,
 };
 use chrono::{DateTime, Utc};
 use http::StatusCode;
@@ -185,10 +185,4 @@ async fn bad_stats_reads_are_refused_and_other_tenants_see_nothing() {
     let (status, _, body) = stats(&api, "2", &range).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["groups"], json!([]));
-
-    // The sample API Gateway event is served.
-    let event = fixture("apigw-get-stats.json");
-    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
-    let resp = atlas_query::http::handle(&api, req).await;
-    assert_eq!(resp.status(), StatusCode::OK, "{}", body_json(&resp));
 }

@@ -258,6 +258,54 @@ async fn atlas_dev_serves_the_write_path_on_a_given_database() {
         );
     }
     assert_eq!(statuses, ["miss", "hit"]);
+    // The rest of the query API's routes answer through the local gateway.
+    let day =
+        |d: i64| (chrono::Utc::now() + chrono::Duration::days(d)).format("%Y-%m-%dT00:00:00Z");
+    let client = reqwest::Client::new();
+    for (method, path, body, want) in [
+        (
+            "GET",
+            format!(
+                "/v1/entities/42/attributes/temperature/history?from={}&to={}",
+                day(-1),
+                day(1)
+            ),
+            None,
+            200,
+        ),
+        (
+            "GET",
+            format!(
+                "/v1/analytics/attributes/temperature/stats?from={}&to={}&group_by=region",
+                day(-1),
+                day(1)
+            ),
+            None,
+            200,
+        ),
+        (
+            "POST",
+            "/v1/attributes".into(),
+            Some(json!({"name": "pressure", "data_type": "decimal"})),
+            201,
+        ),
+        (
+            "PATCH",
+            "/v1/attributes/pressure".into(),
+            Some(json!({"is_hot": true})),
+            202,
+        ),
+        ("GET", "/v1/attributes/pressure".into(), None, 200),
+    ] {
+        let mut req = client
+            .request(method.parse().unwrap(), format!("{}{path}", dev.url))
+            .bearer_auth(&t);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request");
+        assert_eq!(resp.status().as_u16(), want, "{method} {path}");
+    }
 
     // The heartbeat runs on its own timer too.
     wait_for(
