@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use atlas_core::{AttributeName, TenantId};
 use atlas_query::QueryApi;
 use atlas_store::DbRole;
-use atlas_store::flush::{FlushConfig, Flusher, HOT_BATCH};
+use atlas_store::flush::{FlushConfig, Flusher, HOT_BATCH, Mode, flush_in};
 use atlas_store::hot::{divergent, work_batch};
 use atlas_tests::{
     TestDb, api_request, body_json, demo_tenants, flush_all, post_readings, query_api,
@@ -289,4 +289,43 @@ async fn a_newer_patch_supersedes_unfinished_work_and_bad_patches_are_refused() 
     );
     let (_, mine) = call(&api, "GET", "/v1/attributes/firmware", None).await;
     assert_eq!(mine["is_hot"], false, "tenant 1's is untouched");
+}
+
+/// A hotness change waits for the flush batch in flight, so the background
+/// work never misses a reading that batch is writing, nor does the batch
+/// write a projection decided on the old hotness after the work began.
+#[tokio::test]
+async fn a_patch_waits_for_the_flush_batch_in_flight() {
+    let (db, api) = setup().await;
+    let api = std::sync::Arc::new(api);
+    post_readings(
+        &db,
+        "1",
+        json!([{"entity_id": 9, "attribute": "firmware", "value": "v9-new", "ts": ago(1)}]),
+    )
+    .await;
+    let worker = db.pool(DbRole::Worker);
+    let mut client = worker.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let batch = flush_in(&tx, 1000, Mode::Fast).await.unwrap();
+    assert_eq!(batch.moved, 1);
+    let patch = tokio::spawn({
+        let api = api.clone();
+        async move { make_hot(&api, true).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !patch.is_finished(),
+        "the PATCH waits for the batch in flight"
+    );
+    tx.commit().await.unwrap();
+    let (status, body) = patch.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    while let Some(w) = work_batch(&worker, HOT_BATCH).await.unwrap() {
+        if w.finished {
+            break;
+        }
+    }
+    assert_eq!(firmware_of(&db, 9).await, Some(json!("v9-new")));
+    assert_eq!(diverging(&db).await, 0);
 }

@@ -229,10 +229,18 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
     // it, and the rows (whose staging inserts were committed durably before
     // the 202) are flushed again. WAL is replayed in order, so a later
     // synchronous commit also makes this one durable.
-    let sync = tx
-        .prepare_cached("SET LOCAL synchronous_commit = off")
+    //
+    // The shared projection lock orders batches against promotions and
+    // demotions (`hot::request` takes it exclusively): a batch either
+    // commits before the attribute flips, so the background work sees its
+    // rows, or takes its snapshot after, so it sees the new hotness.
+    let setup = tx
+        .prepare_cached(
+            "SELECT set_config('synchronous_commit', 'off', true), \
+                    pg_advisory_xact_lock_shared($1)",
+        )
         .await?;
-    tx.execute(&sync, &[]).await?;
+    tx.execute(&setup, &[&crate::hot::PROJECTION_LOCK]).await?;
     let stmt = tx
         .prepare_cached(match mode {
             Mode::Fast => FLUSH_FAST,

@@ -67,6 +67,10 @@ pub async fn latest(
         .map(change))
 }
 
+/// The advisory lock key that flush batches hold shared and hotness
+/// changes exclusively ("atlas hot" in ASCII).
+pub const PROJECTION_LOCK: i64 = 0x6174_6c61_7320_686f;
+
 /// What `request` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Requested {
@@ -86,6 +90,11 @@ pub async fn request(
     name: &AttributeName,
     hot: bool,
 ) -> Result<Requested, StoreError> {
+    // Waits for flush batches in flight (a batch lasts well under a
+    // second): none may commit a projection decided on the old hotness
+    // after the background work has started.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PROJECTION_LOCK])
+        .await?;
     let row = tx
         .query_opt(
             "SELECT attribute_id, is_hot FROM attributes WHERE tenant_id = $1 AND attribute_name = $2 \
