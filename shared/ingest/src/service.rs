@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use atlas_core::{AttributeName, DataType, RawReading, RejectReason, TenantId, TypedReading};
 use atlas_plugins::{Applied, PluginRun, TransformError, Transforms};
@@ -64,9 +63,6 @@ pub struct IngestService {
     config: IngestConfig,
     transforms: Option<Transforms>,
 }
-
-/// How often a stream of unknown attribute names may reload a catalog.
-const UNKNOWN_RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 impl IngestService {
     /// `pool` must act as the application role: staging takes its tenant
@@ -220,11 +216,7 @@ impl IngestService {
                 .any(|(_, _, a, _, _)| !c.attributes.contains_key(a.as_str()))
         };
         if unknown(&plan.catalog) {
-            match self
-                .catalog
-                .reload_if_older(batch.tenant, UNKNOWN_RELOAD_EVERY)
-                .await?
-            {
+            match self.catalog.reload_for_unknown(batch.tenant).await? {
                 Some(fresh) => plan.catalog = fresh,
                 None => return Ok(Err(Refused::UnknownTenant)),
             }

@@ -204,7 +204,7 @@ async fn search(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiErro
     let started = Instant::now();
     let mut catalog = api.catalog.get(tenant).await.map_err(unavailable)?;
     // An attribute created a moment ago may be missing from the cached
-    // catalog: look again, at most once a second.
+    // catalog.
     let named = body
         .filter
         .iter()
@@ -217,7 +217,7 @@ async fn search(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiErro
     }) {
         catalog = api
             .catalog
-            .reload_if_older(tenant, std::time::Duration::from_secs(1))
+            .reload_for_unknown(tenant)
             .await
             .map_err(unavailable)?;
     }

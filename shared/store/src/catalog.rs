@@ -100,9 +100,12 @@ impl TenantCatalog {
 
 type Entry = (Instant, Option<Arc<TenantCatalog>>);
 
+/// How often a stream of unknown attribute names may reload a catalog.
+const UNKNOWN_RELOAD_EVERY: Duration = Duration::from_secs(1);
+
 /// A per-container cache of tenant catalogs. Entries live for `ttl`; a
-/// caller that meets an attribute it does not know calls `reload` once, so
-/// a freshly registered attribute is usable at once.
+/// caller that meets an attribute it does not know calls
+/// `reload_for_unknown`, so a freshly registered attribute is usable at once.
 pub struct Catalog {
     pool: Pool,
     ttl: Duration,
@@ -127,15 +130,16 @@ impl Catalog {
         self.reload(tenant).await
     }
 
-    /// Reloads unless the cached entry is younger than `min_age`, which
-    /// bounds the reloads a stream of unknown attributes can cause.
-    pub async fn reload_if_older(
+    /// Reloads for a caller that met a name its catalog lacks, unless the
+    /// cached entry is younger than a second: a freshly created attribute
+    /// is found at once, and a stream of unknown names costs at most one
+    /// reload a second.
+    pub async fn reload_for_unknown(
         &self,
         tenant: TenantId,
-        min_age: Duration,
     ) -> Result<Option<Arc<TenantCatalog>>, StoreError> {
         if let Some((at, cat)) = self.entries.read().expect("catalog lock").get(&tenant)
-            && at.elapsed() < min_age
+            && at.elapsed() < UNKNOWN_RELOAD_EVERY
         {
             return Ok(cat.clone());
         }
