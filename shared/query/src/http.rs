@@ -17,20 +17,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use atlas_cache::{HotCache, Lookup};
-
 use atlas_core::{AttributeName, DataType, EntityId};
 use atlas_http::{
     ApiError, Body, Request, Response, body_bytes, json, query_params, tenant_from_request,
 };
 use atlas_plugins::Registry;
 use atlas_store::{Catalog, Pool};
-
-use crate::routing::{ReadError, Replica, Route, Router};
 use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
+use serde::Serialize;
 
 use crate::analytics::{Refused, Stats};
 use crate::catalog::{Attribute, AttributePatch, Created, NewAttribute, Patched};
+use crate::routing::{ReadError, Replica, Route, Router};
 use crate::search::{Search, SearchRequest};
 use crate::{CacheStatus, Consistency, Entity, Freshness, History, Missing, QueryConfig, Range};
 
@@ -157,6 +156,10 @@ async fn route(api: &QueryApi, path: &str, req: Request) -> Result<Response<Body
     }
 }
 
+fn entity_id(raw: &str) -> Result<EntityId, ApiError> {
+    EntityId::parse(raw).map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))
+}
+
 fn attribute_name(raw: &str) -> Result<AttributeName, ApiError> {
     AttributeName::parse(raw).map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))
 }
@@ -227,20 +230,14 @@ async fn search(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiErro
     let (page, route) = params
         .read(api, |pool| async move { search.run(&pool, tenant).await })
         .await?;
-    params.answer(
-        started,
-        &route,
-        CacheStatus::Bypass,
-        serde_json::to_value(page).expect("pages serialize"),
-    )
+    Ok(params.answer(started, &route, CacheStatus::Bypass, &page))
 }
 
 async fn create_attribute(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_from_request(req)?;
     no_query(req, "POST /v1/attributes")?;
     let new: NewAttribute = json_body(req, "{\"name\", \"data_type\", \"is_hot\"}")?;
-    let name = AttributeName::parse(&new.name)
-        .map_err(|e| ApiError::bad_request("invalid_attribute", e.to_string()))?;
+    let name = attribute_name(&new.name)?;
     let data_type: DataType = new.data_type.parse().map_err(|e: atlas_core::ValueError| {
         ApiError::bad_request("invalid_data_type", e.to_string())
     })?;
@@ -302,18 +299,12 @@ async fn get_attribute(
         })
         .await?;
     let attribute = attribute.ok_or_else(|| ApiError::not_found(format!("no attribute {name}")))?;
-    params.answer(
-        started,
-        &route,
-        CacheStatus::Bypass,
-        serde_json::to_value(attribute).expect("attributes serialize"),
-    )
+    Ok(params.answer(started, &route, CacheStatus::Bypass, &attribute))
 }
 
 async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_from_request(req)?;
-    let id = EntityId::parse(id)
-        .map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))?;
+    let id = entity_id(id)?;
     let params = ReadParams::parse(&query_params(req), &[])?;
     let started = Instant::now();
     // Cache-aside, for eventual reads only: strong ones must see the
@@ -321,10 +312,10 @@ async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<
     let cache = api
         .cache
         .as_deref()
-        .filter(|_| params.consistency == Consistency::Eventual);
+        .filter(|_| params.consistency == Consistency::Eventual)
+        .map(|c| (c, c.entity_key(tenant.get(), id.get())));
     let mut cache_status = CacheStatus::Bypass;
-    let key = cache.map(|c| c.entity_key(tenant.get(), id.get()));
-    if let (Some(cache), Some(key)) = (cache, &key) {
+    if let Some((cache, key)) = &cache {
         cache_status = CacheStatus::Miss;
         match cache.get(key).await {
             Lookup::Hit(text) => {
@@ -351,19 +342,19 @@ async fn get_entity(api: &QueryApi, id: &str, req: &Request) -> Result<Response<
         .await?;
     let entity = entity.ok_or_else(|| ApiError::not_found(format!("no entity {}", id.get())))?;
     let body = serde_json::to_value(entity).expect("entities serialize");
-    if let (Some(cache), Some(key)) = (cache, &key)
+    if let Some((cache, key)) = &cache
         && cache_status == CacheStatus::Miss
     {
         cache
             .put(key, &Cached::entry(&body, route.lag_seconds))
             .await;
     }
-    params.answer(started, &route, cache_status, body)
+    Ok(params.answer(started, &route, cache_status, &body))
 }
 
 /// A cached entity and when its data was current (read time minus the
 /// lag of the source it was read from).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct Cached {
     as_of_us: i64,
     entity: serde_json::Value,
@@ -398,8 +389,7 @@ async fn get_history(
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_from_request(req)?;
-    let id = EntityId::parse(id)
-        .map_err(|e| ApiError::bad_request("invalid_entity_id", e.to_string()))?;
+    let id = entity_id(id)?;
     let name = attribute_name(name)?;
     let q = query_params(req);
     let params = ReadParams::parse(&q, &["from", "to", "limit"])?;
@@ -415,12 +405,7 @@ async fn get_history(
         Missing::Entity => ApiError::not_found(format!("no entity {}", id.get())),
         Missing::Attribute => ApiError::not_found(format!("no attribute {name}")),
     })?;
-    params.answer(
-        started,
-        &route,
-        CacheStatus::Bypass,
-        serde_json::to_value(history).expect("history serializes"),
-    )
+    Ok(params.answer(started, &route, CacheStatus::Bypass, &history))
 }
 
 /// `from` and `to` (RFC 3339, both required, `to` exclusive) no wider than
@@ -516,12 +501,7 @@ async fn get_stats(api: &QueryApi, name: &str, req: &Request) -> Result<Response
             format!("{name} is a {data_type} attribute; statistics need int or decimal"),
         ),
     })?;
-    params.answer(
-        started,
-        &route,
-        CacheStatus::Bypass,
-        serde_json::to_value(stats).expect("stats serialize"),
-    )
+    Ok(params.answer(started, &route, CacheStatus::Bypass, &stats))
 }
 
 fn unavailable(e: atlas_store::StoreError) -> ApiError {
@@ -611,8 +591,8 @@ impl ReadParams {
         started: Instant,
         route: &Route<'_>,
         cache_status: CacheStatus,
-        body: serde_json::Value,
-    ) -> Result<Response<Body>, ApiError> {
+        body: &impl Serialize,
+    ) -> Response<Body> {
         let freshness = Freshness::new(
             route.source.clone(),
             route.lag_seconds,
@@ -620,6 +600,7 @@ impl ReadParams {
             cache_status,
             started.elapsed(),
         );
-        Ok(freshness.respond(StatusCode::OK, body))
+        let body = serde_json::to_value(body).expect("answers serialize");
+        freshness.respond(StatusCode::OK, body)
     }
 }
