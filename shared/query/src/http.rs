@@ -56,7 +56,6 @@ impl QueryApi {
             catalog: Catalog::new(pool.clone(), config.catalog_ttl),
             router: Router::new(
                 pool,
-                Vec::new(),
                 config.routing.clone(),
                 atlas_cloud::metrics::from_env("Atlas"),
             ),
@@ -72,12 +71,7 @@ impl QueryApi {
     }
 
     pub fn with_replicas(mut self, replicas: Vec<Replica>) -> Self {
-        self.router = Router::new(
-            self.router.primary().clone(),
-            replicas,
-            self.config.routing.clone(),
-            atlas_cloud::metrics::from_env("Atlas"),
-        );
+        self.router = self.router.with_replicas(replicas);
         self
     }
 

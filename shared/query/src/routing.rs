@@ -70,6 +70,17 @@ struct Beat {
     down_until: Option<Instant>,
 }
 
+impl Beat {
+    /// The database failed: forget its heartbeat and leave it alone for
+    /// `retry_after`.
+    fn fail(&mut self, retry_after: Duration) {
+        let now = Instant::now();
+        self.checked = Some(now);
+        self.newest = None;
+        self.down_until = Some(now + retry_after);
+    }
+}
+
 /// One streaming replica.
 pub struct Replica {
     pub name: String,
@@ -98,16 +109,28 @@ pub struct Route<'a> {
 }
 
 /// Why no source could answer.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "every replica lags (least {lag_seconds:.3} s) and the primary is already serving \
-     {fallback_max} fallback reads; retry shortly"
-)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NoSource {
     /// The least lag among replicas, when any could be measured.
-    pub lag_seconds: f64,
+    pub lag_seconds: Option<f64>,
     pub fallback_max: usize,
 }
+
+impl std::fmt::Display for NoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.lag_seconds {
+            Some(lag) => write!(f, "every replica lags (least {lag:.3} s)")?,
+            None => write!(f, "no replica can be reached")?,
+        }
+        write!(
+            f,
+            " and the primary is already serving {} fallback reads; retry shortly",
+            self.fallback_max
+        )
+    }
+}
+
+impl std::error::Error for NoSource {}
 
 pub struct Router {
     primary: Pool,
@@ -121,20 +144,21 @@ pub struct Router {
 const NEWEST_BEAT: &str = "SELECT max(\"timestamp\") FROM replication_heartbeat";
 
 impl Router {
-    pub fn new(
-        primary: Pool,
-        replicas: Vec<Replica>,
-        config: RoutingConfig,
-        metrics: Metrics,
-    ) -> Self {
+    /// A router with only the primary, until `with_replicas`.
+    pub fn new(primary: Pool, config: RoutingConfig, metrics: Metrics) -> Self {
         Self {
             primary,
             primary_beat: Mutex::default(),
-            replicas,
+            replicas: Vec::new(),
             fallback: Semaphore::new(config.fallback_max),
             config,
             metrics,
         }
+    }
+
+    pub fn with_replicas(mut self, replicas: Vec<Replica>) -> Self {
+        self.replicas = replicas;
+        self
     }
 
     pub fn primary(&self) -> &Pool {
@@ -162,23 +186,21 @@ impl Router {
             let stmt = client.prepare_cached(NEWEST_BEAT).await?;
             Ok::<_, StoreError>(client.query_one(&stmt, &[]).await?.get(0))
         };
-        let measured = tokio::time::timeout(Duration::from_secs(2), measured).await;
+        let measured = match tokio::time::timeout(Duration::from_secs(2), measured).await {
+            Ok(Ok(newest)) => Ok(newest),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
         let mut b = beat.lock().expect("beat lock");
-        b.checked = Some(Instant::now());
         match measured {
-            Ok(Ok(newest)) => {
+            Ok(newest) => {
+                b.checked = Some(Instant::now());
                 b.newest = newest;
                 b.down_until = None;
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "heartbeat check failed");
-                b.newest = None;
-                b.down_until = Some(Instant::now() + self.config.retry_after);
-            }
-            Err(_) => {
-                tracing::warn!("heartbeat check timed out");
-                b.newest = None;
-                b.down_until = Some(Instant::now() + self.config.retry_after);
+            Err(why) => {
+                tracing::warn!(error = %why, "heartbeat check failed");
+                b.fail(self.config.retry_after);
             }
         }
         b.newest
@@ -193,10 +215,11 @@ impl Router {
 
     /// Marks a replica that failed a read, so the next ones skip it.
     fn mark_down(&self, replica: &Replica) {
-        let mut b = replica.beat.lock().expect("beat lock");
-        b.newest = None;
-        b.checked = Some(Instant::now());
-        b.down_until = Some(Instant::now() + self.config.retry_after);
+        replica
+            .beat
+            .lock()
+            .expect("beat lock")
+            .fail(self.config.retry_after);
     }
 
     /// Picks the source for a read at `consistency` within `max_lag`.
@@ -216,12 +239,12 @@ impl Router {
             _ => max_lag.unwrap_or(f64::INFINITY),
         };
         let mut best: Option<(&Replica, f64)> = None;
-        let mut least_lag = f64::INFINITY;
+        let mut least_lag: Option<f64> = None;
         for r in &self.replicas {
             let Some(lag) = self.lag(r).await else {
                 continue;
             };
-            least_lag = least_lag.min(lag);
+            least_lag = Some(least_lag.map_or(lag, |l| l.min(lag)));
             if lag <= bound && best.is_none_or(|(_, l)| lag < l) {
                 best = Some((r, lag));
             }
@@ -249,7 +272,7 @@ impl Router {
     }
 
     /// The primary in place of every replica, through the breaker.
-    fn fallback(&self, least_lag: f64) -> Result<Route<'_>, NoSource> {
+    fn fallback(&self, least_lag: Option<f64>) -> Result<Route<'_>, NoSource> {
         self.metrics.record(&Sample {
             dimensions: vec![("Function", "query-api".into())],
             values: vec![("PrimaryFallbackReads", 1.0, Unit::Count)],
@@ -287,7 +310,7 @@ impl Router {
                     tracing::warn!(replica = %r.name, error = %e, "replica read failed; using the primary");
                     self.mark_down(r);
                     drop(route);
-                    let route = self.fallback(f64::INFINITY).map_err(ReadError::NoSource)?;
+                    let route = self.fallback(None).map_err(ReadError::NoSource)?;
                     let v = read(route.pool.clone()).await.map_err(ReadError::Store)?;
                     Ok((v, route))
                 }
