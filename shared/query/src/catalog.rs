@@ -53,7 +53,7 @@ pub enum Created {
     Conflict(Attribute),
 }
 
-const SELECT: &str = "SELECT attribute_name, data_type, is_hot, created_at, attribute_id FROM attributes \
+const SELECT: &str = "SELECT attribute_name, data_type, is_hot, created_at FROM attributes \
                       WHERE tenant_id = $1 AND attribute_name = $2";
 
 fn attribute(r: &tokio_postgres::Row) -> Attribute {
@@ -66,6 +66,28 @@ fn attribute(r: &tokio_postgres::Row) -> Attribute {
     }
 }
 
+/// The attribute with its latest promotion or demotion, in one round trip.
+async fn with_change(
+    tx: &atlas_store::Transaction<'_>,
+    tenant: TenantId,
+    name: &AttributeName,
+) -> Result<Option<Attribute>, StoreError> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT a.attribute_name, a.data_type, a.is_hot, a.created_at, c.* \
+             FROM attributes a {} WHERE a.tenant_id = $1 AND a.attribute_name = $2",
+            hot::LATEST_CHANGE
+        ))
+        .await?;
+    Ok(tx
+        .query_opt(&stmt, &[&tenant.get(), &name.as_str()])
+        .await?
+        .map(|r| Attribute {
+            hot_change: hot::latest_change(&r, 4),
+            ..attribute(&r)
+        }))
+}
+
 impl Attribute {
     pub async fn get(
         pool: &Pool,
@@ -74,17 +96,7 @@ impl Attribute {
     ) -> Result<Option<Self>, StoreError> {
         let mut client = pool.get().await?;
         let tx = begin_tenant(&mut client, tenant).await?;
-        let stmt = tx.prepare_cached(SELECT).await?;
-        let row = tx
-            .query_opt(&stmt, &[&tenant.get(), &name.as_str()])
-            .await?;
-        let found = match row {
-            Some(r) => Some(Attribute {
-                hot_change: hot::latest(&tx, tenant, r.get(4)).await?,
-                ..attribute(&r)
-            }),
-            None => None,
-        };
+        let found = with_change(&tx, tenant, name).await?;
         tx.commit().await?;
         Ok(found)
     }
@@ -100,23 +112,16 @@ impl Attribute {
         let mut client = pool.get().await?;
         let tx = begin_tenant(&mut client, tenant).await?;
         let requested = hot::request(&tx, tenant, name, hot).await?;
-        let row = tx
-            .query_opt(SELECT, &[&tenant.get(), &name.as_str()])
-            .await?;
-        tx.commit().await?;
-        let Some(row) = row else {
+        if requested == Requested::Missing {
             return Ok(Patched::Missing);
-        };
+        }
+        let attribute = with_change(&tx, tenant, name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} vanished mid-PATCH")))?;
+        tx.commit().await?;
         Ok(match requested {
-            Requested::Missing => Patched::Missing,
-            Requested::Unchanged(c) => Patched::Unchanged(Attribute {
-                hot_change: c,
-                ..attribute(&row)
-            }),
-            Requested::Queued(c) => Patched::Queued(Attribute {
-                hot_change: Some(c),
-                ..attribute(&row)
-            }),
+            Requested::Queued => Patched::Queued(attribute),
+            _ => Patched::Unchanged(attribute),
         })
     }
 

@@ -33,38 +33,24 @@ pub struct HotChange {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const CHANGE_COLUMNS: &str =
-    "kind, state, entities_done, entities_total, rows_changed, created_at, finished_at";
+/// Joined to `attributes a`: the attribute's latest change, or NULLs.
+/// Its columns are read back by `latest_change`.
+pub const LATEST_CHANGE: &str = "LEFT JOIN LATERAL ( \
+    SELECT kind, state, entities_done, entities_total, rows_changed, created_at, finished_at \
+    FROM hot_changes h WHERE h.tenant_id = a.tenant_id AND h.attribute_id = a.attribute_id \
+    ORDER BY change_id DESC LIMIT 1) c ON true";
 
-fn change(r: &tokio_postgres::Row) -> HotChange {
-    HotChange {
-        kind: r.get(0),
-        state: r.get(1),
-        entities_done: r.get(2),
-        entities_total: r.get(3),
-        entities_changed: r.get(4),
-        created_at: r.get(5),
-        finished_at: r.get(6),
-    }
-}
-
-/// The attribute's latest change, in the caller's tenant-scoped transaction.
-pub async fn latest(
-    tx: &Transaction<'_>,
-    tenant: TenantId,
-    attribute_id: i64,
-) -> Result<Option<HotChange>, StoreError> {
-    let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {CHANGE_COLUMNS} FROM hot_changes WHERE tenant_id = $1 AND attribute_id = $2 \
-             ORDER BY change_id DESC LIMIT 1"
-        ))
-        .await?;
-    Ok(tx
-        .query_opt(&stmt, &[&tenant.get(), &attribute_id])
-        .await?
-        .as_ref()
-        .map(change))
+/// The change `LATEST_CHANGE` joined, from the row's columns `first..`.
+pub fn latest_change(r: &tokio_postgres::Row, first: usize) -> Option<HotChange> {
+    Some(HotChange {
+        kind: r.get::<_, Option<String>>(first)?,
+        state: r.get(first + 1),
+        entities_done: r.get(first + 2),
+        entities_total: r.get(first + 3),
+        entities_changed: r.get(first + 4),
+        created_at: r.get(first + 5),
+        finished_at: r.get(first + 6),
+    })
 }
 
 /// The advisory lock key that flush batches hold shared and hotness
@@ -72,14 +58,14 @@ pub async fn latest(
 pub const PROJECTION_LOCK: i64 = 0x6174_6c61_7320_686f;
 
 /// What `request` did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requested {
     /// No such attribute in the tenant's catalog.
     Missing,
-    /// It already was that; nothing changes. Its latest change, if any.
-    Unchanged(Option<HotChange>),
+    /// It already was that; nothing changes.
+    Unchanged,
     /// Flipped, and the background work is queued.
-    Queued(HotChange),
+    Queued,
 }
 
 /// Makes `name` hot or cold for `tenant`, in the caller's tenant-scoped
@@ -107,9 +93,7 @@ pub async fn request(
     };
     let (attribute_id, is_hot): (i64, bool) = (row.get(0), row.get(1));
     if is_hot == hot {
-        return Ok(Requested::Unchanged(
-            latest(tx, tenant, attribute_id).await?,
-        ));
+        return Ok(Requested::Unchanged);
     }
     tx.execute(
         "UPDATE attributes SET is_hot = $3 WHERE tenant_id = $1 AND attribute_id = $2",
@@ -122,20 +106,16 @@ pub async fn request(
         &[&tenant.get(), &attribute_id],
     )
     .await?;
-    let r = tx
-        .query_one(
-            &format!(
-                "INSERT INTO hot_changes (tenant_id, attribute_id, kind) VALUES ($1, $2, $3) \
-                 RETURNING {CHANGE_COLUMNS}"
-            ),
-            &[
-                &tenant.get(),
-                &attribute_id,
-                &if hot { "promote" } else { "demote" },
-            ],
-        )
-        .await?;
-    Ok(Requested::Queued(change(&r)))
+    tx.execute(
+        "INSERT INTO hot_changes (tenant_id, attribute_id, kind) VALUES ($1, $2, $3)",
+        &[
+            &tenant.get(),
+            &attribute_id,
+            &if hot { "promote" } else { "demote" },
+        ],
+    )
+    .await?;
+    Ok(Requested::Queued)
 }
 
 /// What one batch of background work did.
