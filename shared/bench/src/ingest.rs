@@ -28,6 +28,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
+use crate::percentile;
 use crate::scratch::ScratchDb;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -505,14 +506,6 @@ async fn raw_copy(
     Ok(started.elapsed())
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
-}
-
 fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
@@ -520,13 +513,6 @@ fn round(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_pick_the_rank() {
-        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&mut v, 0.99), 99.0);
-        assert_eq!(percentile(&mut [], 0.99), 0.0);
-    }
 
     #[test]
     fn generated_requests_cover_every_reading_once() {

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use atlas_plugin_host::{Host, Limits};
 use serde::Serialize;
 
+use crate::round3;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Clone)]
@@ -103,15 +105,15 @@ pub fn run(opts: &Options) -> Result<Report, BoxError> {
     Ok(Report {
         bench: "plugin",
         records: opts.batch,
-        wasm_ns_per_record: round(w),
-        native_ns_per_record: round(n),
-        ratio: (w / n * 1000.0).round() / 1000.0,
-        instantiate_us_p50: round(median(&mut inst_t).as_nanos() as f64 / 1000.0),
-        cold_load_ms: round(ms(median(&mut loads))),
-        compile_ms: round(compile_ms),
-        fuel_per_record: round(first.fuel_used as f64 / opts.batch as f64),
-        json_codec_ns_per_record: round(json_codec),
-        binary_codec_ns_per_record: round(binary_codec),
+        wasm_ns_per_record: round3(w),
+        native_ns_per_record: round3(n),
+        ratio: round3(w / n),
+        instantiate_us_p50: round3(median(&mut inst_t).as_nanos() as f64 / 1000.0),
+        cold_load_ms: round3(ms(median(&mut loads))),
+        compile_ms: round3(compile_ms),
+        fuel_per_record: round3(first.fuel_used as f64 / opts.batch as f64),
+        json_codec_ns_per_record: round3(json_codec),
+        binary_codec_ns_per_record: round3(binary_codec),
     })
 }
 
@@ -140,10 +142,6 @@ fn median(v: &mut [Duration]) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// For `atlas bench ingest --plugin`: uploads `wasm` through the registry

@@ -26,6 +26,7 @@ use serde::Serialize;
 use tokio_postgres::NoTls;
 
 use crate::scratch::ScratchDb;
+use crate::{percentile, round3};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -261,13 +262,8 @@ fn db_error(e: tokio_postgres::Error) -> BoxError {
         .into()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1e3
-}
-
-/// Times `n` calls of `f`, each given its index; sorted.
-async fn timed<F, Fut>(label: &str, n: usize, mut f: F) -> Result<Vec<Duration>, BoxError>
+/// Times `n` calls of `f`, each given its index, in milliseconds.
+async fn timed<F, Fut>(label: &str, n: usize, mut f: F) -> Result<Vec<f64>, BoxError>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Result<(), BoxError>>,
@@ -282,15 +278,14 @@ where
     for i in 0..n {
         let started = Instant::now();
         f(i).await?;
-        took.push(started.elapsed());
+        took.push(started.elapsed().as_secs_f64() * 1e3);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    took.sort();
     eprintln!(
         "{label:>12}: p50 {:.3} ms, p99 {:.3} ms over {n}",
-        percentile(&took, 0.5),
-        percentile(&took, 0.99)
+        percentile(&mut took, 0.5),
+        percentile(&mut took, 0.99)
     );
     Ok(took)
 }
@@ -346,7 +341,7 @@ async fn measure(opts: &Options, url: &str) -> Result<Report, BoxError> {
         call(&api, t, "POST", "/v1/entities/search", Some(QUERY_1)).await?;
     }
     let rows = std::cell::Cell::new(0usize);
-    let q1 = timed("query 1", opts.iterations, |_| {
+    let mut q1 = timed("query 1", opts.iterations, |_| {
         let (api, rows) = (&api, &rows);
         async move {
             let resp = call(
@@ -367,7 +362,7 @@ async fn measure(opts: &Options, url: &str) -> Result<Report, BoxError> {
     })
     .await?;
 
-    let point = timed("point", opts.iterations, |_| {
+    let mut point = timed("point", opts.iterations, |_| {
         let api = &api;
         let g = random_entity();
         async move {
@@ -389,7 +384,7 @@ async fn measure(opts: &Options, url: &str) -> Result<Report, BoxError> {
         )
         .await?;
     }
-    let cached = timed("cached point", opts.iterations, |i| {
+    let mut cached = timed("cached point", opts.iterations, |i| {
         let api = &api;
         let g = picks[i];
         async move {
@@ -411,7 +406,7 @@ async fn measure(opts: &Options, url: &str) -> Result<Report, BoxError> {
     let request = || -> Result<atlas_query::search::SearchRequest, BoxError> {
         Ok(serde_json::from_str(QUERY_1)?)
     };
-    let q1_sql = timed("query 1 SQL", opts.iterations, |_| {
+    let mut q1_sql = timed("query 1 SQL", opts.iterations, |_| {
         let (app, catalog) = (&app, &catalog);
         async move {
             let tenant = TenantId::new(fastrand::i64(1..=opts.tenants))?;
@@ -425,7 +420,7 @@ async fn measure(opts: &Options, url: &str) -> Result<Report, BoxError> {
     .await?;
 
     let eav_runs = (opts.iterations / 10).max(20);
-    let eav = timed("EAV query 1", eav_runs, |_| {
+    let mut eav = timed("EAV query 1", eav_runs, |_| {
         let app = &app;
         async move {
             let tenant = TenantId::new(fastrand::i64(1..=opts.tenants))?;
@@ -439,27 +434,23 @@ async fn measure(opts: &Options, url: &str) -> Result<Report, BoxError> {
     })
     .await?;
 
-    let q1_sql_p50 = percentile(&q1_sql, 0.5);
-    let eav_p50 = percentile(&eav, 0.5);
+    let q1_sql_p50 = percentile(&mut q1_sql, 0.5);
+    let eav_p50 = percentile(&mut eav, 0.5);
     Ok(Report {
         bench: "query",
         entities: opts.entities,
         tenants: opts.tenants,
         history: opts.history,
-        q1_p50_ms: round(percentile(&q1, 0.5)),
-        q1_p99_ms: round(percentile(&q1, 0.99)),
-        q1_rows_avg: round(rows.get() as f64 / opts.iterations as f64),
-        point_p50_ms: round(percentile(&point, 0.5)),
-        point_p99_ms: round(percentile(&point, 0.99)),
-        cached_point_p50_ms: round(percentile(&cached, 0.5)),
-        cached_point_p99_ms: round(percentile(&cached, 0.99)),
-        q1_sql_p50_ms: round(q1_sql_p50),
-        eav_q1_p50_ms: round(eav_p50),
-        eav_q1_p99_ms: round(percentile(&eav, 0.99)),
-        hot_vs_eav_speedup: round(eav_p50 / q1_sql_p50),
+        q1_p50_ms: round3(percentile(&mut q1, 0.5)),
+        q1_p99_ms: round3(percentile(&mut q1, 0.99)),
+        q1_rows_avg: round3(rows.get() as f64 / opts.iterations as f64),
+        point_p50_ms: round3(percentile(&mut point, 0.5)),
+        point_p99_ms: round3(percentile(&mut point, 0.99)),
+        cached_point_p50_ms: round3(percentile(&mut cached, 0.5)),
+        cached_point_p99_ms: round3(percentile(&mut cached, 0.99)),
+        q1_sql_p50_ms: round3(q1_sql_p50),
+        eav_q1_p50_ms: round3(eav_p50),
+        eav_q1_p99_ms: round3(percentile(&mut eav, 0.99)),
+        hot_vs_eav_speedup: round3(eav_p50 / q1_sql_p50),
     })
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
