@@ -8,9 +8,7 @@
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_query::QueryApi;
 use atlas_store::DbRole;
-use atlas_tests::{
-    TestDb, api_request, body_json, demo_tenants, example_plugin, flush_all, query_api,
-};
+use atlas_tests::{TestDb, api_request, body_json, db_with_entity_123, example_plugin, query_api};
 use http::StatusCode;
 use serde_json::Value;
 
@@ -102,19 +100,10 @@ struct Api {
 
 impl Api {
     async fn new() -> Self {
-        let db = TestDb::new().await;
-        demo_tenants(&db).await;
+        // Entity 123 exists, so reading it can succeed.
+        let db = db_with_entity_123(21.5).await;
         let query = query_api(&db);
         let ingest = IngestService::new(db.pool(DbRole::App), IngestConfig::default());
-        // Entity 123 exists, so reading it can succeed.
-        let seed = br#"{"readings":[{"entity_id":123,"attribute":"temperature","value":21.5}]}"#;
-        let resp = atlas_ingest::http::handle(
-            &ingest,
-            api_request("1", "POST", "/v1/telemetry", Some(seed)),
-        )
-        .await;
-        assert_eq!(resp.status(), StatusCode::ACCEPTED);
-        flush_all(&db).await;
         Self {
             _db: db,
             query,

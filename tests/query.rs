@@ -285,36 +285,33 @@ async fn history_refuses_unbounded_or_oversized_ranges() {
         );
     }
     let q = format!("?from={from}&to={to}");
-    let (status, _, body) = get(
-        &api,
-        "1",
-        &format!("/v1/entities/123/attributes/pressure/history{q}"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
-    let (status, _, body) = get(
-        &api,
-        "1",
-        &format!("/v1/entities/123/attributes/Bad-Name/history{q}"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_attribute"))
-    );
-    let (status, _, body) = get(
-        &api,
-        "1",
-        &format!("/v1/entities/999/attributes/humidity/history{q}"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["message"].as_str()),
-        (StatusCode::NOT_FOUND, Some("no entity 999"))
-    );
+    for (path, status, field, want) in [
+        (
+            "/v1/entities/123/attributes/pressure/history",
+            StatusCode::NOT_FOUND,
+            "code",
+            "not_found",
+        ),
+        (
+            "/v1/entities/123/attributes/Bad-Name/history",
+            StatusCode::BAD_REQUEST,
+            "code",
+            "invalid_attribute",
+        ),
+        (
+            "/v1/entities/999/attributes/humidity/history",
+            StatusCode::NOT_FOUND,
+            "message",
+            "no entity 999",
+        ),
+    ] {
+        let (got, _, body) = get(&api, "1", &format!("{path}{q}")).await;
+        assert_eq!(
+            (got, body["error"][field].as_str()),
+            (status, Some(want)),
+            "{path}: {body}"
+        );
+    }
 }
 
 async fn post_attribute(api: &QueryApi, tenant: &str, body: &str) -> (StatusCode, Value) {
