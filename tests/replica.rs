@@ -27,7 +27,7 @@ fn routed_api(db: &TestDb, standby: &Standby, fallback_max: usize) -> QueryApi {
         },
         ..Default::default()
     };
-    let replica = DbConfig::new(standby.url(&db.url), DbRole::App)
+    let replica = DbConfig::new(standby.url(&db.name), DbRole::App)
         .pool()
         .unwrap();
     query_api_with(db, config).with_replicas(vec![Replica::new("1", replica)])
@@ -81,7 +81,7 @@ async fn eventual_reads_follow_the_replica_only_while_it_keeps_up() {
     assert_eq!((source.as_str(), lag), ("primary", 0.0));
 
     // Pause replay: the replica's heartbeat stops where it is.
-    let (replica_admin, conn) = tokio_postgres::connect(&standby.url(&db.url), NoTls)
+    let (replica_admin, conn) = tokio_postgres::connect(&standby.url(&db.name), NoTls)
         .await
         .expect("the standby accepts connections");
     tokio::spawn(conn);

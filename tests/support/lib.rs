@@ -321,157 +321,44 @@ pub fn query_api_with(db: &TestDb, config: atlas_query::QueryConfig) -> atlas_qu
     )
 }
 
-/// A streaming replica of the test server: `pg_basebackup -R` into a
-/// fresh directory, started on its own port as the `postgres` user (the
-/// server refuses to run as root). Stopped and removed on drop.
+/// A streaming replica of the test server, on its own port (run by the
+/// `postgres` user when we are root). Stopped and removed on drop.
 pub struct Standby {
-    pub dir: std::path::PathBuf,
-    pub port: u16,
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-/// `program` as the `postgres` user when we are root, else as ourselves.
-fn as_postgres(program: &str) -> std::process::Command {
-    if is_root() {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--", program]);
-        c
-    } else {
-        std::process::Command::new(program)
-    }
-}
-
-fn pg_bin(name: &str) -> String {
-    let out = std::process::Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let dir = out.unwrap_or_else(|| {
-        std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|d| d.flatten().map(|e| e.path()).max())
-            .map(|p| p.join("bin").display().to_string())
-            .expect("PostgreSQL binaries (pg_config or /usr/lib/postgresql/*/bin)")
-    });
-    format!("{dir}/{name}")
+    cluster: atlas_devstack::cluster::Cluster,
+    dir: std::path::PathBuf,
 }
 
 impl Standby {
     pub fn start() -> Self {
-        let port = 20000 + (std::process::id() % 20000) as u16;
-        let dir = std::env::temp_dir().join(format!("atlas-standby-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("standby directory");
-        let run = |cmd: &mut std::process::Command, what: &str| {
-            let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert!(
-                out.status.success(),
-                "{what} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let chown = |recursive: bool| {
-            if is_root() {
-                let mut c = std::process::Command::new("chown");
-                if recursive {
-                    c.arg("-R");
-                }
-                run(
-                    c.args(["postgres", &dir.display().to_string()]),
-                    "chown the standby",
-                );
-            }
-        };
-        chown(false);
         let admin: tokio_postgres::Config = server_url().parse().expect("server URL");
         let host = match admin.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             _ => "127.0.0.1".into(),
         };
-        let primary_port = admin.get_ports().first().copied().unwrap_or(5432);
+        let port = admin.get_ports().first().copied().unwrap_or(5432);
         let user = admin.get_user().unwrap_or("postgres").to_owned();
-        run(
-            as_postgres(&pg_bin("pg_basebackup")).args([
-                "-h",
-                &host,
-                "-p",
-                &primary_port.to_string(),
-                "-U",
-                &user,
-                "-D",
-                &dir.display().to_string(),
-                "-R",
-                "-X",
-                "stream",
-                "-c",
-                "fast",
-            ]),
-            "pg_basebackup (the server must allow replication connections from 127.0.0.1 \
-             in pg_hba.conf; .ci/test adds `host replication all 127.0.0.1/32 trust`)",
-        );
-        // Debian keeps the configuration outside the data directory, so
-        // the copy has none of its own.
-        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
-        write(
-            "postgresql.conf",
-            format!(
-                "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-                 hot_standby = on\nshared_buffers = 32MB\n",
-                dir.display()
-            ),
-        );
-        write(
-            "pg_hba.conf",
-            "local all all trust\nhost all all 127.0.0.1/32 trust\n".into(),
-        );
-        write("pg_ident.conf", String::new());
-        chown(true);
-        run(
-            as_postgres(&pg_bin("pg_ctl")).args([
-                "-D",
-                &dir.display().to_string(),
-                "-l",
-                &dir.join("server.log").display().to_string(),
-                "-w",
-                "start",
-            ]),
-            "start the standby",
-        );
-        Self { dir, port }
+        let dir = std::env::temp_dir().join(format!("atlas-standby-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let own_port = 20000 + (std::process::id() % 20000) as u16;
+        let cluster =
+            atlas_devstack::cluster::Cluster::replica_of((&host, port, &user), &dir, own_port)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "a streaming replica is required for this test: {e} \
+                         (.ci/test adds `host replication all 127.0.0.1/32 trust` to pg_hba.conf)"
+                    )
+                });
+        Self { cluster, dir }
     }
 
-    /// `url` (a database on the primary) pointed at this standby.
-    pub fn url(&self, url: &str) -> String {
-        let mut cfg: tokio_postgres::Config = url.parse().expect("database URL");
-        cfg.host("127.0.0.1").port(self.port);
-        let db = cfg.get_dbname().unwrap_or("postgres");
-        let user = cfg.get_user().unwrap_or("postgres");
-        format!("postgres://{user}@127.0.0.1:{}/{db}", self.port)
+    /// Database `db` on this standby.
+    pub fn url(&self, db: &str) -> String {
+        self.cluster.url_of(db)
     }
 
     /// Stops the standby at once, as a crash would.
     pub fn stop(&self) {
-        let _ = as_postgres(&pg_bin("pg_ctl"))
-            .args([
-                "-D",
-                &self.dir.display().to_string(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
-            .output();
+        let _ = self.cluster.crash();
     }
 }
 

@@ -41,12 +41,7 @@ impl Cluster {
         };
         if !this.data.join("PG_VERSION").exists() {
             std::fs::create_dir_all(&this.data)?;
-            if let Some(user) = run_as {
-                this.run(
-                    "chown",
-                    Command::new("chown").args(["-R", user]).arg(&this.data),
-                )?;
-            }
+            this.chown()?;
             tracing::info!(dir = %this.data.display(), "initializing a private PostgreSQL cluster");
             let mut initdb = this.pg("initdb");
             initdb.arg("-D").arg(&this.data).args([
@@ -59,29 +54,7 @@ impl Cluster {
             ]);
             this.run("initdb", &mut initdb)?;
         }
-        let mut status = this.pg("pg_ctl");
-        status.arg("status").arg("-D").arg(&this.data);
-        if !status.output()?.status.success() {
-            let log = this.data.join("server.log");
-            let mut start = this.pg("pg_ctl");
-            start
-                .arg("start")
-                .arg("-w")
-                .arg("-D")
-                .arg(&this.data)
-                .arg("-l")
-                .arg(&log)
-                .arg("-o")
-                .arg(format!(
-                    "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-                    this.data.display()
-                ));
-            this.run("pg_ctl start", &mut start)
-                .map_err(|e| ClusterError::Step {
-                    step: "pg_ctl start",
-                    detail: format!("{e}; see {}", log.display()),
-                })?;
-        }
+        this.launch()?;
         let mut exists = this.client("psql");
         exists.args([
             "-d",
@@ -96,6 +69,103 @@ impl Cluster {
             this.run("createdb", &mut c)?;
         }
         Ok(this)
+    }
+
+    /// A streaming replica of the server at `host:primary_port` (as
+    /// `user`): `pg_basebackup -R` into the empty directory `data`, then
+    /// started on `port` as a hot standby. For tests of read routing.
+    pub fn replica_of(
+        (host, primary_port, user): (&str, u16, &str),
+        data: &Path,
+        port: u16,
+    ) -> Result<Self, ClusterError> {
+        let this = Self {
+            bin: find_binaries().ok_or(ClusterError::NoBinaries)?,
+            data: data.to_owned(),
+            port,
+            run_as: is_root().then_some("postgres"),
+        };
+        std::fs::create_dir_all(data)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))?;
+        this.chown()?;
+        let mut backup = this.pg("pg_basebackup");
+        backup
+            .args([
+                "-h",
+                host,
+                "-p",
+                &primary_port.to_string(),
+                "-U",
+                user,
+                "-D",
+            ])
+            .arg(data)
+            .args(["-R", "-X", "stream", "-c", "fast"]);
+        this.run(
+            "pg_basebackup (the primary must allow replication connections in pg_hba.conf)",
+            &mut backup,
+        )?;
+        // Debian keeps the configuration outside the data directory, so a
+        // copy of its cluster has none of its own.
+        for (name, text) in [
+            (
+                "postgresql.conf",
+                "hot_standby = on\nshared_buffers = 32MB\n",
+            ),
+            (
+                "pg_hba.conf",
+                "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+            ),
+            ("pg_ident.conf", ""),
+        ] {
+            if !data.join(name).exists() {
+                std::fs::write(data.join(name), text)?;
+            }
+        }
+        this.chown()?;
+        this.launch()?;
+        Ok(this)
+    }
+
+    /// Hands the data directory to the user the server runs as.
+    fn chown(&self) -> Result<(), ClusterError> {
+        match self.run_as {
+            Some(user) => self.run(
+                "chown",
+                Command::new("chown").args(["-R", user]).arg(&self.data),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the server unless it is running already.
+    fn launch(&self) -> Result<(), ClusterError> {
+        let mut status = self.pg("pg_ctl");
+        status.arg("status").arg("-D").arg(&self.data);
+        if status.output()?.status.success() {
+            return Ok(());
+        }
+        let log = self.data.join("server.log");
+        let mut start = self.pg("pg_ctl");
+        start
+            .arg("start")
+            .arg("-w")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&log)
+            .arg("-o")
+            .arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {}",
+                self.port,
+                self.data.display()
+            ));
+        self.run("pg_ctl start", &mut start)
+            .map_err(|e| ClusterError::Step {
+                step: "pg_ctl start",
+                detail: format!("{e}; see {}", log.display()),
+            })
     }
 
     /// Where the cluster for data directory `dir` lives. `postgres` may
@@ -121,7 +191,12 @@ impl Cluster {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/atlas", self.port)
+        self.url_of("atlas")
+    }
+
+    /// The URL of database `db` on this cluster.
+    pub fn url_of(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
     pub fn stop(&self) -> Result<(), ClusterError> {
