@@ -234,6 +234,12 @@ async fn bad_and_hostile_searches_are_refused_with_a_named_reason() {
             "priority",
         ),
         (
+            json!({"filter": [{"attribute": "status", "op": "in", "value": ["ok", "on\u{0}line"]}]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "U+0000",
+        ),
+        (
             json!({"limit": 1_000_000}),
             StatusCode::BAD_REQUEST,
             "invalid_limit",

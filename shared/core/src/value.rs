@@ -90,6 +90,8 @@ pub enum ValueError {
     DecimalRange(String),
     #[error("string value is {0} bytes; the limit is {MAX_STRING_BYTES}")]
     StringTooLong(usize),
+    #[error("string value contains U+0000, which cannot be stored")]
+    NulCharacter,
 }
 
 impl Value {
@@ -119,6 +121,10 @@ impl Value {
             (DataType::String, serde_json::Value::String(s)) => {
                 if s.len() > MAX_STRING_BYTES {
                     Err(ValueError::StringTooLong(s.len()))
+                } else if s.contains('\0') {
+                    // PostgreSQL's text and jsonb refuse it; passing it on
+                    // would fail the whole staging COPY, not this reading.
+                    Err(ValueError::NulCharacter)
                 } else {
                     Ok(Value::String(s.clone()))
                 }
@@ -238,6 +244,19 @@ mod tests {
             Value::parse(DataType::String, &json!(long)),
             Err(ValueError::StringTooLong(MAX_STRING_BYTES + 1))
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        for s in ["\0", "on\0line", "\u{0}x"] {
+            assert_eq!(
+                Value::parse(DataType::String, &json!(s)),
+                Err(ValueError::NulCharacter),
+                "{s:?}"
+            );
+        }
+        // Other control characters are storable and stay.
+        assert!(Value::parse(DataType::String, &json!("a\u{1}\tb")).is_ok());
     }
 
     #[test]
