@@ -31,6 +31,21 @@ data "aws_iam_policy_document" "plugins" {
   }
 }
 
+# Ingest keeps MSK records that can never succeed under dead-letter/, with
+# their reason and raw bytes; it may add letters there and nothing else.
+data "aws_iam_policy_document" "dead_letters" {
+  statement {
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.plugins.arn}/dead-letter/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "dead_letters" {
+  name   = "dead-letters"
+  role   = aws_iam_role.function["ingest"].id
+  policy = data.aws_iam_policy_document.dead_letters.json
+}
+
 resource "aws_iam_role_policy" "plugins" {
   for_each = toset(["ingest", "query-api"])
   name     = "plugin-objects"

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use atlas_ingest::{IngestConfig, IngestService};
+use atlas_ingest::{IngestConfig, IngestError, IngestService};
+use atlas_objects::ObjectStore;
 use atlas_store::DbRole;
 use atlas_tests::{
-    TestDb, apigw_event, apigw_request, body_json, count, demo_tenants, fixture, flush_all,
-    msk_event,
+    TestDb, apigw_event, apigw_request, body_json, count, dead_letter, dead_letters, demo_tenants,
+    fixture, flush_all, local_store, msk_event,
 };
+use base64::Engine;
 use chrono::{Duration, SecondsFormat, Utc};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -426,7 +428,7 @@ async fn auto_registration_is_off_by_default_and_types_new_attributes_when_on() 
 
 #[tokio::test]
 async fn msk_batches_are_ingested_and_redelivery_is_idempotent() {
-    let (db, svc) = setup().await;
+    let (db, svc, _letters) = setup_msk(IngestConfig::default()).await;
     // The sample event as shipped parses and routes through the Lambda entry point.
     let ctx = lambda_runtime::Context::default();
     let sample = lambda_runtime::LambdaEvent::new(fixture("msk-raw-telemetry.json"), ctx.clone());
@@ -449,7 +451,8 @@ async fn msk_batches_are_ingested_and_redelivery_is_idempotent() {
     .unwrap();
     assert_eq!(
         first,
-        json!({"records": 5, "accepted": 5, "rejected_readings": 0, "rejected_records": 3})
+        json!({"records": 5, "accepted": 5, "rejected_readings": 0, "rejected_records": 3,
+               "deferred_records": 0, "skipped_records": 0})
     );
     let again = atlas_ingest::lambda::handle(&svc, lambda_runtime::LambdaEvent::new(event, ctx))
         .await
@@ -504,4 +507,288 @@ async fn a_database_outage_is_a_503_not_a_panic() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{out}");
     assert_eq!(out["error"]["code"], "unavailable");
     drop(db);
+}
+
+/// An ingest service whose MSK dead letters go to a fresh local directory.
+async fn setup_msk(config: IngestConfig) -> (TestDb, IngestService, Arc<dyn ObjectStore>) {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    let store = local_store("dead-letter");
+    let svc =
+        IngestService::new(db.pool(DbRole::App), config).with_dead_letters(dead_letters(&store));
+    (db, svc, store)
+}
+
+async fn msk(svc: &IngestService, event: &Value) -> Result<atlas_ingest::msk::Report, IngestError> {
+    atlas_ingest::msk::handle(svc, serde_json::from_value(event.clone()).unwrap(), None).await
+}
+
+fn readings_for(entities: std::ops::Range<i64>, value: Value) -> Value {
+    json!({"readings": entities.map(|e| json!({"entity_id": e, "attribute": "status", "value": value})).collect::<Vec<_>>()})
+}
+
+#[tokio::test]
+async fn a_nul_character_costs_its_reading_only() {
+    let (db, svc) = setup().await;
+    let (status, out) = post(
+        &svc,
+        Some("1"),
+        r#"{"readings":[
+            {"entity_id":1,"attribute":"status","value":"ok"},
+            {"entity_id":2,"attribute":"status","value":"on\u0000line"},
+            {"entity_id":3,"entity_type":"dev\u0000ice","attribute":"status","value":"ok"}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["accepted"], 1, "{out}");
+    let rejected = out["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{out}");
+    assert_eq!(rejected[0]["index"], 1);
+    assert!(
+        rejected[0]["reason"].as_str().unwrap().contains("U+0000"),
+        "{out}"
+    );
+    assert_eq!(rejected[1]["index"], 2);
+    assert!(
+        rejected[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("entity_type"),
+        "{out}"
+    );
+    let owner = db.owner().await;
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        1
+    );
+}
+
+/// Makes PostgreSQL refuse the string value "poison" with a data exception
+/// (SQLSTATE 22023), as it would a value parsing did not foresee.
+async fn refuse_poison(db: &TestDb) {
+    db.owner()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION test_refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.value = 'poison' THEN \
+               RAISE EXCEPTION 'the value poison is refused' USING ERRCODE = '22023'; \
+             END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON entity_values_ingest \
+               FOR EACH ROW EXECUTE FUNCTION test_refuse_poison();",
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_value_the_database_refuses_is_a_422_not_a_retry() {
+    let (db, svc) = setup().await;
+    refuse_poison(&db).await;
+    let (status, out) = post(
+        &svc,
+        Some("1"),
+        r#"{"readings":[{"entity_id":1,"attribute":"status","value":"poison"}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    assert_eq!(out["error"]["code"], "unstorable_value");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("poison is refused"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn on_msk_a_value_the_database_refuses_is_dead_lettered_and_the_rest_staged() {
+    let (db, svc, store) = setup_msk(IngestConfig::default()).await;
+    refuse_poison(&db).await;
+    let poison = readings_for(20..21, json!("poison"));
+    let event = msk_event(vec![
+        (1, "1", readings_for(10..12, json!("ok")), Some(1)),
+        (2, "2", poison.clone(), Some(2)),
+        (3, "2", readings_for(12..13, json!("ok")), Some(2)),
+    ]);
+    let report = msk(&svc, &event)
+        .await
+        .expect("one record never fails the invocation");
+    assert_eq!(
+        (report.accepted, report.rejected_records),
+        (3, 1),
+        "{report:?}"
+    );
+    let owner = db.owner().await;
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        3
+    );
+    let letter = dead_letter(&store, 2)
+        .await
+        .expect("the record is dead-lettered");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .contains("poison is refused"),
+        "{letter}"
+    );
+    assert_eq!(
+        (letter["partition"].clone(), letter["offset"].clone()),
+        (json!(0), json!(2))
+    );
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(letter["value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&raw).unwrap(),
+        poison,
+        "the raw bytes are kept"
+    );
+    assert!(dead_letter(&store, 1).await.is_none());
+}
+
+#[tokio::test]
+async fn records_that_can_never_succeed_are_dead_lettered_with_their_reason() {
+    let (_db, svc, store) = setup_msk(IngestConfig::default()).await;
+    let event = msk_event(vec![
+        (1, "1", json!({"oops": true}), Some(1)),
+        (2, "777", readings_for(1..2, json!("ok")), Some(777)),
+        (3, "not-a-tenant", readings_for(1..2, json!("ok")), None),
+        (4, "1", readings_for(1..2, json!("ok")), Some(1)),
+    ]);
+    let report = msk(&svc, &event).await.unwrap();
+    assert_eq!(
+        (report.accepted, report.rejected_records),
+        (1, 3),
+        "{report:?}"
+    );
+    for (offset, needle) in [
+        (1, "readings"),
+        (2, "does not exist"),
+        (3, "no valid tenant"),
+    ] {
+        let letter = dead_letter(&store, offset)
+            .await
+            .unwrap_or_else(|| panic!("offset {offset}"));
+        assert!(
+            letter["reason"].as_str().unwrap().contains(needle),
+            "{letter}"
+        );
+    }
+    assert!(dead_letter(&store, 4).await.is_none());
+    // Without a dead-letter store such a record fails the invocation
+    // rather than vanish.
+    let (_db2, svc) = setup().await;
+    assert!(matches!(
+        msk(&svc, &event).await,
+        Err(IngestError::NoDeadLetterStore)
+    ));
+}
+
+#[tokio::test]
+async fn past_the_plugin_budget_records_are_retried_and_the_retry_goes_on_where_it_stopped() {
+    let config = IngestConfig {
+        msk_plugin_budget: std::time::Duration::ZERO,
+        ..IngestConfig::default()
+    };
+    let (db, svc, _store) = setup_msk(config).await;
+    let event = msk_event(vec![
+        (10, "1", readings_for(1..3, json!("ok")), Some(1)),
+        (11, "1", readings_for(3..5, json!("ok")), Some(1)),
+        (12, "2", readings_for(5..7, json!("ok")), Some(2)),
+    ]);
+    // A zero budget still lets one record through per invocation.
+    for left in [2, 1] {
+        match msk(&svc, &event).await {
+            Err(IngestError::Deferred { deferred, .. }) => assert_eq!(deferred, left),
+            other => panic!("expected a deferral, got {other:?}"),
+        }
+    }
+    let last = msk(&svc, &event).await.expect("the third attempt finishes");
+    assert_eq!((last.skipped_records, last.accepted), (2, 2), "{last:?}");
+    let owner = db.owner().await;
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_values_ingest").await,
+        6,
+        "each record staged once: the retries skipped what was done"
+    );
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM ingest_progress").await,
+        0
+    );
+
+    // A mark whose record no longer matches (a recreated topic starts its
+    // offsets over) skips nothing.
+    owner
+        .execute(
+            "INSERT INTO ingest_progress VALUES ('atlas.raw-telemetry', 0, 12, '2001-01-01', now())",
+            &[],
+        )
+        .await
+        .unwrap();
+    let svc = IngestService::new(db.pool(DbRole::App), IngestConfig::default());
+    let again = msk(&svc, &event).await.unwrap();
+    assert_eq!((again.skipped_records, again.accepted), (0, 6), "{again:?}");
+}
+
+#[tokio::test]
+async fn every_sample_ingest_event_is_accepted_on_any_date() {
+    let (_db, svc, _letters) = setup_msk(IngestConfig::default()).await;
+    // The HTTP sample carries no ts: the receive time stamps its readings,
+    // whatever the date.
+    let http = fixture("apigw-post-telemetry.json");
+    let body: Value = serde_json::from_str(http["body"].as_str().unwrap()).unwrap();
+    assert!(
+        body["readings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("ts").is_none())
+    );
+    let out = atlas_ingest::lambda::handle(
+        &svc,
+        lambda_runtime::LambdaEvent::new(http, Default::default()),
+    )
+    .await
+    .unwrap();
+    let answer: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (answer["accepted"].clone(), answer["rejected"].clone()),
+        (json!(3), json!([])),
+        "{answer}"
+    );
+
+    // The MSK sample's record timestamps are refreshed to now on a copy of
+    // the samples, as `atlas events refresh` does to events/.
+    let dir = std::env::temp_dir().join(format!(
+        "atlas-events-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(format!("{}/../events", env!("CARGO_MANIFEST_DIR"))).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let changed = atlas_devstack::events::refresh(&dir, Utc::now()).unwrap();
+    assert_eq!(changed, vec![dir.join("msk-raw-telemetry.json")]);
+    let msk: Value = serde_json::from_str(&std::fs::read_to_string(&changed[0]).unwrap()).unwrap();
+    let report = atlas_ingest::lambda::handle(
+        &svc,
+        lambda_runtime::LambdaEvent::new(msk, Default::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            report["accepted"].clone(),
+            report["rejected_readings"].clone(),
+            report["rejected_records"].clone()
+        ),
+        (json!(3), json!(0), json!(0)),
+        "{report}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

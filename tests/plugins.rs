@@ -11,8 +11,8 @@ use atlas_plugin_host::Host;
 use atlas_plugins::{Registry, Transforms};
 use atlas_store::DbRole;
 use atlas_tests::{
-    TestDb, api_request, apigw_request, body_json, count, demo_tenants, example_plugin, flush_all,
-    msk_event, s3_store,
+    TestDb, api_request, apigw_request, body_json, count, dead_letter, dead_letters, demo_tenants,
+    example_plugin, flush_all, msk_event, s3_store,
 };
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -53,6 +53,7 @@ impl Stack {
         );
         IngestService::new(db.pool(DbRole::App), IngestConfig::default())
             .with_transforms(transforms)
+            .with_dead_letters(dead_letters(objects))
     }
 
     async fn api(
@@ -90,11 +91,13 @@ impl Stack {
     }
 
     /// Uploads a module as the tenant's plugin `name`, version 1, and
-    /// activates it.
-    async fn install(&self, tenant: &str, name: &str, wasm: &[u8]) {
-        self.upload(tenant, &format!("/v1/plugins/{name}"), wasm)
+    /// activates it; returns the upload's answer.
+    async fn install(&self, tenant: &str, name: &str, wasm: &[u8]) -> Value {
+        let up = self
+            .upload(tenant, &format!("/v1/plugins/{name}"), wasm)
             .await;
         self.activate(tenant, name, 1).await;
+        up
     }
 
     /// (attribute, value) of an entity's stored readings, by attribute.
@@ -569,13 +572,8 @@ async fn versions_roll_back_deletes_deactivate_and_tenants_are_isolated() {
 async fn a_cold_container_loads_the_artifact_and_survives_a_bad_one() {
     let s = Stack::new().await;
     let up = s
-        .upload(
-            "1",
-            "/v1/plugins/f2c",
-            &example_plugin("fahrenheit_to_celsius"),
-        )
+        .install("1", "f2c", &example_plugin("fahrenheit_to_celsius"))
         .await;
-    s.activate("1", "f2c", 1).await;
     let key = format!("plugins/{}.cwasm", up["sha256"].as_str().unwrap());
     let batch = json!({"readings": [{"entity_id": 42, "attribute": "temperature", "value": 212}]});
 
@@ -615,13 +613,21 @@ async fn on_msk_a_batch_the_plugin_refuses_is_skipped_and_the_others_staged() {
         (2, "1", good.clone(), None),
         (3, "2", good, None),
     ]);
-    let report = atlas_ingest::msk::handle(&s.ingest, serde_json::from_value(event).unwrap())
+    let report = atlas_ingest::msk::handle(&s.ingest, serde_json::from_value(event).unwrap(), None)
         .await
         .unwrap();
     assert_eq!(
         (report.records, report.accepted, report.rejected_records),
         (3, 2, 1),
         "{report:?}"
+    );
+    let letter = dead_letter(&s.objects, 1).await.expect("dead-lettered");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .contains("plugin ranges v1 rejected the batch"),
+        "{letter}"
     );
     s.flush().await;
     let owner = s.db.owner().await;
@@ -640,5 +646,50 @@ async fn on_msk_a_batch_the_plugin_refuses_is_skipped_and_the_others_staged() {
         )
         .await,
         2
+    );
+}
+
+#[tokio::test]
+async fn a_tenants_broken_module_is_that_tenants_problem_only() {
+    let s = Stack::new().await;
+    let up = s
+        .install("1", "f2c", &example_plugin("fahrenheit_to_celsius"))
+        .await;
+    let sha = up["sha256"].as_str().unwrap();
+    // Both the module and its artifact are damaged in the store.
+    for key in [
+        format!("plugins/{sha}.wasm"),
+        format!("plugins/{sha}.cwasm"),
+    ] {
+        s.objects.put(&key, b"garbage".to_vec()).await.unwrap();
+    }
+    let ingest = Stack::container(&s.db, &s.objects, &s.host);
+    let reading = json!({"readings": [{"entity_id": 5, "attribute": "humidity", "value": 50}]});
+    let (status, out) = post_to(&ingest, "1", &reading).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{out}");
+    assert_eq!(out["error"]["code"], "plugin_unavailable");
+    assert!(
+        out["error"]["message"].as_str().unwrap().contains(sha),
+        "{out}"
+    );
+    let (status, out) = post_to(&ingest, "2", &reading).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+
+    let event = msk_event(vec![
+        (1, "1", reading.clone(), None),
+        (2, "2", reading, None),
+    ]);
+    let report = atlas_ingest::msk::handle(&ingest, serde_json::from_value(event).unwrap(), None)
+        .await
+        .expect("another tenant's module never fails the invocation");
+    assert_eq!(
+        (report.accepted, report.rejected_records),
+        (1, 1),
+        "{report:?}"
+    );
+    let letter = dead_letter(&s.objects, 1).await.expect("dead-lettered");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("cannot run"),
+        "{letter}"
     );
 }

@@ -302,14 +302,42 @@ pub fn query_api(db: &TestDb) -> atlas_query::QueryApi {
     query_api_with(db, atlas_query::QueryConfig::default())
 }
 
-pub fn query_api_with(db: &TestDb, config: atlas_query::QueryConfig) -> atlas_query::QueryApi {
-    let objects = std::sync::Arc::new(atlas_objects::LocalDir::new(std::env::temp_dir().join(
+/// An object store in a fresh local directory.
+pub fn local_store(purpose: &str) -> std::sync::Arc<dyn atlas_objects::ObjectStore> {
+    std::sync::Arc::new(atlas_objects::LocalDir::new(std::env::temp_dir().join(
         format!(
-            "atlas-query-test-{}-{}",
+            "atlas-{purpose}-test-{}-{}",
             std::process::id(),
             fastrand::u32(..)
         ),
-    )));
+    )))
+}
+
+/// Dead letters kept in `store`, metrics to the log.
+pub fn dead_letters(
+    store: &std::sync::Arc<dyn atlas_objects::ObjectStore>,
+) -> atlas_ingest::dead_letter::DeadLetters {
+    atlas_ingest::dead_letter::DeadLetters::new(
+        store.clone(),
+        std::sync::Arc::new(atlas_cloud::metrics::TracingSink),
+    )
+}
+
+/// The dead letter of offset `offset` in partition 0 of `msk_event`'s topic.
+pub async fn dead_letter(
+    store: &std::sync::Arc<dyn atlas_objects::ObjectStore>,
+    offset: i64,
+) -> Option<serde_json::Value> {
+    let key = format!("dead-letter/ingest/atlas.raw-telemetry/0/{offset:020}.json");
+    store
+        .get(&key)
+        .await
+        .expect("object store")
+        .map(|b| serde_json::from_slice(&b).expect("a dead letter is JSON"))
+}
+
+pub fn query_api_with(db: &TestDb, config: atlas_query::QueryConfig) -> atlas_query::QueryApi {
+    let objects = local_store("query");
     atlas_query::QueryApi::new(
         db.pool(DbRole::App),
         atlas_plugins::Registry::new(

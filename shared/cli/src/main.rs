@@ -69,6 +69,19 @@ enum Command {
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
+    /// The sample events for `cargo lambda invoke`.
+    #[command(subcommand)]
+    Events(Events),
+}
+
+#[derive(Subcommand)]
+enum Events {
+    /// Set every MSK sample record's timestamp to now, so its readings lie
+    /// inside the accept window (the HTTP samples need no refresh).
+    Refresh {
+        #[arg(long, default_value = "events")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -237,6 +250,11 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
         }
         Command::Plugin(cmd) => plugin::run(cmd).await?,
+        Command::Events(Events::Refresh { dir }) => {
+            for path in atlas_devstack::events::refresh(&dir, chrono::Utc::now())? {
+                println!("refreshed {}", path.display());
+            }
+        }
         Command::Bench(Bench::Plugin(b)) => {
             let opts = atlas_bench::plugin::Options {
                 batch: b.batch,

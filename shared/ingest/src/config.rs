@@ -15,6 +15,10 @@ pub struct IngestConfig {
     pub catalog_ttl: Duration,
     /// `ATLAS_ACCEPT_PAST_SECS` / `ATLAS_ACCEPT_FUTURE_SECS`.
     pub window: AcceptWindow,
+    /// `ATLAS_MSK_PLUGIN_BUDGET_MS`: how long one MSK invocation may spend
+    /// planning records (their plugins, mostly) before it leaves the rest
+    /// for Lambda's retry. Half the function's 30 s timeout by default.
+    pub msk_plugin_budget: Duration,
 }
 
 impl Default for IngestConfig {
@@ -24,6 +28,7 @@ impl Default for IngestConfig {
             max_readings: 10_000,
             catalog_ttl: Duration::from_secs(5),
             window: AcceptWindow::default(),
+            msk_plugin_budget: Duration::from_secs(15),
         }
     }
 }
@@ -36,6 +41,7 @@ impl IngestConfig {
             max_readings: parsed("ATLAS_MAX_READINGS", d.max_readings)?,
             catalog_ttl: millis("ATLAS_CATALOG_TTL_MS", d.catalog_ttl)?,
             window: atlas_store::window_from_env()?,
+            msk_plugin_budget: millis("ATLAS_MSK_PLUGIN_BUDGET_MS", d.msk_plugin_budget)?,
         })
     }
 }

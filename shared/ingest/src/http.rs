@@ -38,20 +38,36 @@ async fn accept(svc: &IngestService, req: Request) -> Result<Response<Body>, Api
         tracing::error!(error = %e, %tenant, "ingest failed");
         ApiError::unavailable("the database is unavailable; nothing was stored, retry the request")
     })?;
-    match outcome.into_iter().next() {
-        Some(Ok(o)) => Ok(json(StatusCode::ACCEPTED, &o)),
-        Some(Err(Refused::Plugin { run, message })) => Ok(json(
+    let refused = match outcome.into_iter().next() {
+        Some(Ok(o)) => return Ok(json(StatusCode::ACCEPTED, &o)),
+        Some(Err(refused)) => refused,
+        None => Refused::UnknownTenant,
+    };
+    let message = refused.describe();
+    Err(match refused {
+        Refused::Plugin { run, .. } => {
+            return Ok(json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({
+                    "error": {"code": "plugin_rejected", "message": message},
+                    "plugin": run,
+                }),
+            ));
+        }
+        // Retrying helps once the tenant activates a module that loads.
+        Refused::PluginUnavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "plugin_unavailable",
+            format!("{message}; nothing was stored"),
+        ),
+        // Retrying the same body can never help, so it is not a 503.
+        Refused::Unstorable(_) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &serde_json::json!({
-                "error": {
-                    "code": "plugin_rejected",
-                    "message": format!("plugin {} v{} rejected the batch: {message}", run.name, run.version),
-                },
-                "plugin": run,
-            }),
-        )),
-        Some(Err(Refused::UnknownTenant)) | None => Err(ApiError::unauthorized(format!(
-            "tenant {tenant} does not exist or is inactive"
-        ))),
-    }
+            "unstorable_value",
+            format!("{message}; nothing was stored"),
+        ),
+        Refused::UnknownTenant => {
+            ApiError::unauthorized(format!("tenant {tenant} does not exist or is inactive"))
+        }
+    })
 }

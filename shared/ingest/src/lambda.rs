@@ -9,6 +9,8 @@ use serde_json::Value;
 use crate::IngestService;
 
 pub async fn handle(svc: &IngestService, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let deadline = (event.context.deadline > 0)
+        .then(|| atlas_cloud::telemetry::deadline_instant(event.context.deadline));
     let payload = event.payload;
     let source = payload
         .get("eventSource")
@@ -16,7 +18,7 @@ pub async fn handle(svc: &IngestService, event: LambdaEvent<Value>) -> Result<Va
         .unwrap_or_default();
     if source == "aws:kafka" || source == "SelfManagedKafka" {
         let kafka: KafkaEvent = serde_json::from_value(payload)?;
-        let report = crate::msk::handle(svc, kafka).await?;
+        let report = crate::msk::handle(svc, kafka, deadline).await?;
         tracing::info!(?report, "MSK batch ingested");
         return Ok(serde_json::to_value(report)?);
     }

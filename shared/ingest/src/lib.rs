@@ -6,6 +6,7 @@
 
 mod batch;
 mod config;
+pub mod dead_letter;
 pub mod http;
 pub mod lambda;
 pub mod msk;
@@ -13,4 +14,6 @@ mod service;
 
 pub use batch::{BatchError, parse_batch};
 pub use config::IngestConfig;
-pub use service::{IngestError, IngestService, Outcome, Refused, Rejection, TenantBatch};
+pub use service::{
+    IngestError, IngestService, Outcome, Plan, Progress, Refused, Rejection, TenantBatch,
+};

@@ -3,11 +3,14 @@ use std::sync::Arc;
 
 use atlas_core::{AttributeName, DataType, RawReading, RejectReason, TenantId, TypedReading};
 use atlas_plugins::{Applied, PluginRun, TransformError, Transforms};
-use atlas_store::{AttributeDef, Catalog, Pool, StoreError, TenantCatalog, Transaction, stage};
+use atlas_store::{
+    AttributeDef, Catalog, Pool, StoreError, TenantCatalog, Transaction, progress, stage,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::IngestConfig;
+use crate::dead_letter::DeadLetters;
 
 /// What became of a batch: like Timestream's RejectedRecords, one entry per
 /// refused reading, by its index in the request.
@@ -37,15 +40,48 @@ pub enum Refused {
     UnknownTenant,
     /// Its plugin refused the batch, or failed under the `reject` policy.
     Plugin { run: PluginRun, message: String },
+    /// Its active plugin's module is missing, corrupt or no longer loads.
+    PluginUnavailable(String),
+    /// PostgreSQL refused a value in it (a data exception that parsing did
+    /// not foresee); the same batch can never succeed.
+    Unstorable(String),
 }
 
-/// Atlas could not take the batch now; nothing was staged, retry.
+impl Refused {
+    /// The refusal in words, for an answer, a log line or a dead letter.
+    pub fn describe(&self) -> String {
+        match self {
+            Refused::UnknownTenant => "the tenant does not exist or is inactive".into(),
+            Refused::Plugin { run, message } => format!(
+                "plugin {} v{} rejected the batch: {message}",
+                run.name, run.version
+            ),
+            Refused::PluginUnavailable(m) => m.clone(),
+            Refused::Unstorable(m) => format!("the database cannot store a value: {m}"),
+        }
+    }
+}
+
+/// Atlas could not take (all of) the batch now; retry it.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Transform(#[from] TransformError),
+    #[error("dead-letter store: {0}")]
+    DeadLetter(#[from] atlas_objects::ObjectError),
+    #[error("a record cannot succeed and no dead-letter store is configured to keep it")]
+    NoDeadLetterStore,
+    /// What was done is committed with the progress of each partition; the
+    /// retry of the same batch goes on from there.
+    #[error(
+        "{deferred} records left for the retry: the plugin budget of {budget:?} per invocation ran out"
+    )]
+    Deferred {
+        deferred: usize,
+        budget: std::time::Duration,
+    },
 }
 
 /// One tenant's readings, as parsed from a request or an MSK record.
@@ -62,6 +98,7 @@ pub struct IngestService {
     catalog: Catalog,
     config: IngestConfig,
     transforms: Option<Transforms>,
+    dead_letters: Option<DeadLetters>,
 }
 
 impl IngestService {
@@ -74,7 +111,23 @@ impl IngestService {
             catalog,
             config,
             transforms: None,
+            dead_letters: None,
         }
+    }
+
+    /// Where MSK records that can never succeed are kept. Without it, such
+    /// a record fails the invocation rather than vanish.
+    pub fn with_dead_letters(mut self, letters: DeadLetters) -> Self {
+        self.dead_letters = Some(letters);
+        self
+    }
+
+    pub fn dead_letters(&self) -> Option<&DeadLetters> {
+        self.dead_letters.as_ref()
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Runs each tenant's active plugin on its batches before typing them.
@@ -91,11 +144,14 @@ impl IngestService {
         let objects = atlas_objects::Location::from_env()?.open().await?;
         let transforms = Transforms::new(
             pool.clone(),
-            objects,
+            objects.clone(),
             atlas_plugin_host::Host::new()?,
             config.catalog_ttl,
         );
-        Ok(Self::new(pool, config).with_transforms(transforms))
+        let letters = DeadLetters::new(objects, atlas_cloud::metrics::from_env("Atlas"));
+        Ok(Self::new(pool, config)
+            .with_transforms(transforms)
+            .with_dead_letters(letters))
     }
 
     pub fn config(&self) -> &IngestConfig {
@@ -114,33 +170,72 @@ impl IngestService {
         for batch in batches {
             plans.push(self.plan(batch, now).await?);
         }
-        if plans
+        Ok(self.commit(plans, None).await?)
+    }
+
+    /// Stages planned batches in one transaction, with `progress` if given.
+    /// When PostgreSQL refuses a value (a data exception), each batch is
+    /// tried in a transaction of its own, so that only the batch holding
+    /// it is refused, as `Refused::Unstorable`; `progress` then commits on
+    /// its own after them. Any other failure stages nothing.
+    pub async fn commit(
+        &self,
+        mut plans: Vec<Result<Plan, Refused>>,
+        progress: Option<&Progress>,
+    ) -> Result<Vec<Result<Outcome, Refused>>, StoreError> {
+        let has_work = plans
             .iter()
             .flatten()
-            .all(|p| p.pending.is_empty() && p.typed.is_empty())
-        {
+            .any(|p| !p.pending.is_empty() || !p.typed.is_empty());
+        if !has_work && progress.is_none() {
             return Ok(plans.into_iter().map(|p| p.map(Plan::outcome)).collect());
         }
-        self.stage_plans(&mut plans).await?;
+        let mut all: Vec<&mut Plan> = plans.iter_mut().flatten().collect();
+        match self.stage_plans(&mut all, progress).await {
+            Ok(()) => {}
+            Err(e) if e.is_data_exception() => {
+                tracing::warn!(error = %e.db_message(), "a value was refused; staging batch by batch");
+                for slot in plans.iter_mut() {
+                    let Ok(plan) = slot else { continue };
+                    match self.stage_plans(&mut [plan], None).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_data_exception() => {
+                            *slot = Err(Refused::Unstorable(e.db_message()))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                if let Some(progress) = progress {
+                    self.stage_plans(&mut [], Some(progress)).await?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
         Ok(plans.into_iter().map(|p| p.map(Plan::outcome)).collect())
     }
 
-    async fn stage_plans(&self, plans: &mut [Result<Plan, Refused>]) -> Result<(), StoreError> {
+    async fn stage_plans(
+        &self,
+        plans: &mut [&mut Plan],
+        progress: Option<&Progress>,
+    ) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut registered = false;
-        for plan in plans.iter_mut().flatten() {
+        for plan in plans.iter_mut() {
             registered |= plan.register_pending(&tx).await?;
         }
         let groups: Vec<(TenantId, &[TypedReading])> = plans
             .iter()
-            .flatten()
             .map(|p| (p.tenant, p.typed.as_slice()))
             .collect();
         stage(&tx, &groups).await?;
+        if let Some(p) = progress {
+            progress::save(&*tx, &p.reset, &p.marks).await?;
+        }
         tx.commit().await?;
         if registered {
-            for plan in plans.iter().flatten() {
+            for plan in plans.iter() {
                 self.catalog.invalidate(plan.tenant);
             }
         }
@@ -151,7 +246,7 @@ impl IngestService {
     /// write: envelope, window, catalog lookup and value type. Unknown
     /// attributes of a tenant that allows auto-registration are left
     /// pending for the transaction.
-    async fn plan(
+    pub async fn plan(
         &self,
         batch: TenantBatch,
         now: DateTime<Utc>,
@@ -182,10 +277,20 @@ impl IngestService {
         if let Some(transforms) = &self.transforms
             && !readings.is_empty()
         {
-            match transforms
+            let applied = match transforms
                 .apply(batch.tenant, &readings, self.config.max_readings)
-                .await?
+                .await
             {
+                Ok(applied) => applied,
+                Err(e) if e.is_tenants_own() => {
+                    tracing::error!(tenant = %batch.tenant, error = %e, "the tenant's plugin cannot run");
+                    return Ok(Err(Refused::PluginUnavailable(format!(
+                        "the tenant's active plugin cannot run: {e}; activate another version or delete the plugin"
+                    ))));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match applied {
                 None => {}
                 Some(Applied::Transformed { run, readings: out }) => {
                     plan.plugin = Some(run);
@@ -271,7 +376,17 @@ struct Pending {
     value: serde_json::Value,
 }
 
-struct Plan {
+/// The partitions of an MSK batch (`reset`) and, for those it leaves
+/// unfinished, where the retry picks up (`marks`); committed with the
+/// staged readings.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub reset: Vec<progress::Partition>,
+    pub marks: Vec<(progress::Partition, progress::Mark)>,
+}
+
+/// A tenant's batch, transformed and typed, ready to commit.
+pub struct Plan {
     tenant: TenantId,
     catalog: Arc<TenantCatalog>,
     typed: Vec<TypedReading>,

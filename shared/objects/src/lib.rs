@@ -1,5 +1,6 @@
 //! The object store port: immutable blobs under string keys. Plugins keep
-//! their modules here (and the CDC loader will stage its batches here).
+//! their modules here, ingest its MSK dead letters (and the CDC loader
+//! will stage its batches here).
 //!
 //! Two adapters: S3 through aws-sdk-s3, whose endpoint follows
 //! `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_S3` so moto can stand in, and a

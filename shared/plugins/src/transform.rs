@@ -88,6 +88,20 @@ pub enum TransformError {
     Load { sha256: String, error: PluginError },
 }
 
+impl TransformError {
+    /// The tenant's own module is missing, corrupt or no longer loads:
+    /// retrying cannot help until the tenant activates another version,
+    /// and no other tenant is affected.
+    pub fn is_tenants_own(&self) -> bool {
+        matches!(
+            self,
+            TransformError::Missing(_)
+                | TransformError::Corrupt { .. }
+                | TransformError::Load { .. }
+        )
+    }
+}
+
 impl Transforms {
     /// `pool` must act as the application role.
     pub fn new(pool: Pool, objects: Arc<dyn ObjectStore>, host: Arc<Host>, ttl: Duration) -> Self {

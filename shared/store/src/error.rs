@@ -25,6 +25,25 @@ impl StoreError {
         }
     }
 
+    /// A value the database refused to store (SQLSTATE class 22, "data
+    /// exception"): retrying the same input can never succeed, so it is the
+    /// sender's problem, not an outage.
+    pub fn is_data_exception(&self) -> bool {
+        self.sql_state().is_some_and(|s| s.code().starts_with("22"))
+    }
+
+    /// The server's own words for a refused statement, without the
+    /// client library's wrapping: safe to show the sender.
+    pub fn db_message(&self) -> String {
+        let db = match self {
+            StoreError::Db(e) => e.as_db_error(),
+            StoreError::Pool(deadpool_postgres::PoolError::Backend(e)) => e.as_db_error(),
+            _ => None,
+        };
+        db.map(|d| d.message().to_owned())
+            .unwrap_or_else(|| self.to_string())
+    }
+
     /// Conflicts between concurrent transactions; retrying is the cure.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -11,6 +11,7 @@ pub mod heartbeat;
 pub mod hot;
 mod migrate;
 mod pool;
+pub mod progress;
 mod provision;
 mod staging;
 mod tenant;
