@@ -156,11 +156,7 @@ impl Cluster {
             .arg("-l")
             .arg(&log)
             .arg("-o")
-            .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -k {}",
-                self.port,
-                self.data.display()
-            ));
+            .arg(server_options(self.port, &self.data));
         self.run("pg_ctl start", &mut start)
             .map_err(|e| ClusterError::Step {
                 step: "pg_ctl start",
@@ -293,4 +289,25 @@ fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// The server's options as `pg_ctl -o` takes them: pg_ctl pastes them into
+/// a shell command line, so the socket directory (the data directory, a
+/// path the user chose) is single-quoted.
+fn server_options(port: u16, socket_dir: &Path) -> String {
+    let dir = socket_dir.display().to_string().replace('\'', r"'\''");
+    format!("-p {port} -c listen_addresses=127.0.0.1 -k '{dir}'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_directory_reaches_the_shell_quoted() {
+        assert_eq!(
+            server_options(5, Path::new("/tmp/a b'c;rm -rf x")),
+            r"-p 5 -c listen_addresses=127.0.0.1 -k '/tmp/a b'\''c;rm -rf x'"
+        );
+    }
 }

@@ -17,9 +17,11 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<Vec<u8>> {
         Ok(_) | Err(_) => {}
     }
     std::fs::create_dir_all(data_dir)?;
-    let secret: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(48)
-        .collect();
+    // 256 bits from the operating system's generator: fastrand is
+    // predictable by design and must never make a signing key.
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).map_err(|_| std::io::Error::other("no OS randomness"))?;
+    let secret: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -40,5 +42,21 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.len() >= 32);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_secret_does_not_come_from_the_seeded_generator() {
+        let fresh = || {
+            // Any secret drawn from fastrand would repeat after this.
+            fastrand::seed(7);
+            let dir = std::env::temp_dir().join(format!("atlas-secret-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let s = load_or_create(&dir).unwrap();
+            std::fs::remove_dir_all(dir).unwrap();
+            s
+        };
+        let (a, b) = (fresh(), fresh());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
     }
 }

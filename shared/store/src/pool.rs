@@ -189,10 +189,13 @@ fn is_loopback(host: &str) -> bool {
 /// the URL's user info, a `password=` query parameter or a key=value string.
 pub fn redact_url(url: &str) -> String {
     let mut out = url.to_owned();
+    // The user info ends at the last '@' before the host; a password may
+    // itself hold '@', '/' or '?' (unencoded, as people do write them), and
+    // the host never holds '@'. Should a query parameter hold one, more is
+    // hidden than needed, never less.
     if let Some(scheme) = out.find("://") {
         let rest = scheme + 3;
-        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
-        if let Some(at) = out[rest..authority_end].rfind('@').map(|i| rest + i)
+        if let Some(at) = out[rest..].rfind('@').map(|i| rest + i)
             && let Some(colon) = out[rest..at].find(':').map(|i| rest + i)
         {
             out.replace_range(colon + 1..at, "***");
@@ -244,6 +247,12 @@ mod tests {
             redact_url("postgres://u:s3cr@t@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
+        for password in ["p/ss", "p?ss", "p@ss", "a/b?c@d"] {
+            let shown = redact_url(&format!(
+                "postgres://u:{password}@h:5432/db?sslmode=require"
+            ));
+            assert_eq!(shown, "postgres://u:***@h:5432/db?sslmode=require");
+        }
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(
             redact_url("postgres://h/db?user=u&password=x&sslmode=require"),
