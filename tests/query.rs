@@ -411,3 +411,70 @@ async fn bad_attribute_definitions_are_typed_400s() {
     let (status, _) = post_attribute(&api, "1", &big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn only_an_existing_active_tenant_gets_past_a_valid_token() {
+    let (db, _) = setup().await;
+    // No catalog cache, so a deactivation shows on the next request.
+    let api = atlas_tests::query_api_with(
+        &db,
+        atlas_query::QueryConfig {
+            catalog_ttl: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    );
+    let wasm = atlas_tests::example_plugin("fahrenheit_to_celsius");
+    let call = |tenant: &'static str,
+                method: &'static str,
+                path: &'static str,
+                body: Option<Vec<u8>>| {
+        let api = &api;
+        async move {
+            let resp =
+                atlas_query::http::handle(api, api_request(tenant, method, path, body.as_deref()))
+                    .await;
+            (resp.status(), body_json(&resp))
+        }
+    };
+    assert_eq!(
+        call("1", "GET", "/v1/entities/123", None).await.0,
+        StatusCode::OK
+    );
+    db.owner()
+        .await
+        .execute(
+            "UPDATE tenants SET is_active = false WHERE tenant_id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    for (tenant, method, path, body) in [
+        ("1", "GET", "/v1/entities/123", None),
+        ("1", "POST", "/v1/entities/search", Some(b"{}".to_vec())),
+        ("1", "GET", "/v1/attributes/status", None),
+        ("1", "GET", "/v1/plugins", None),
+        ("1", "PUT", "/v1/plugins/f2c", Some(wasm.clone())),
+        ("999", "PUT", "/v1/plugins/f2c", Some(wasm.clone())),
+        ("999", "GET", "/v1/entities/123", None),
+    ] {
+        let (status, out) = call(tenant, method, path, body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{tenant} {method} {path}: {out}"
+        );
+        assert_eq!(out["error"]["code"], "unauthorized");
+        assert!(
+            out["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not exist or is inactive"),
+            "{out}"
+        );
+    }
+    // Another tenant is unaffected.
+    assert_eq!(
+        call("2", "GET", "/v1/plugins", None).await.0,
+        StatusCode::OK
+    );
+}

@@ -111,6 +111,9 @@ impl QueryApi {
 
 /// Never fails: every problem becomes a JSON error response.
 pub async fn handle(api: &QueryApi, req: Request) -> Response<Body> {
+    if let Err(e) = admit(api, &req).await {
+        return e.into_response();
+    }
     let path = req.uri().path().to_owned();
     if path == atlas_plugins::http::PREFIX
         || path.starts_with(&format!("{}/", atlas_plugins::http::PREFIX))
@@ -120,6 +123,20 @@ pub async fn handle(api: &QueryApi, req: Request) -> Response<Body> {
     match route(api, &path, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    }
+}
+
+/// A valid token is not enough: its tenant must exist and be active, as
+/// ingest requires. A deactivated tenant is refused on every route within
+/// the catalog's TTL, and an unknown one before any plugin upload writes
+/// to S3 or compiles.
+async fn admit(api: &QueryApi, req: &Request) -> Result<(), ApiError> {
+    let tenant = tenant_from_request(req)?;
+    match api.catalog.get(tenant).await.map_err(unavailable)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::unauthorized(format!(
+            "tenant {tenant} does not exist or is inactive"
+        ))),
     }
 }
 
