@@ -290,3 +290,17 @@ async fn partitions_are_not_reachable_directly_by_the_app() {
         assert!(err.contains("permission denied"), "{table}: {err}");
     }
 }
+
+#[tokio::test]
+async fn no_role_of_the_app_may_create_temporary_objects() {
+    let db = TestDb::new().await;
+    for role in [DbRole::App, DbRole::Worker] {
+        let client = db.pool(role).get().await.unwrap();
+        let err = client
+            .batch_execute("CREATE TEMP TABLE shadow (a int)")
+            .await
+            .unwrap_err();
+        let err = db_message(&err);
+        assert!(err.contains("permission denied"), "{role:?}: {err}");
+    }
+}
