@@ -1,6 +1,6 @@
-# Tenant plugins: modules and precompiled artifacts by content hash. Only
-# the query API writes new modules; ingest reads them and may rewrite an
-# artifact its engine cannot use. Nothing here is public. Functions run in
+# Tenant plugins: modules and precompiled artifacts, each by its own
+# content hash. Only the query API writes them; ingest reads. Nothing here
+# is public. Functions run in
 # the VPC, so the VPC needs an S3 gateway endpoint (or a NAT) to reach it.
 resource "aws_s3_bucket" "plugins" {
   bucket_prefix = "${local.name}-plugins-"
@@ -24,7 +24,17 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "plugins" {
   }
 }
 
-data "aws_iam_policy_document" "plugins" {
+# Only the registry (query API) writes modules and artifacts. Ingest only
+# reads them: an artifact is native code, and ingest runs one only when its
+# hash matches the one the registry recorded in tenant_plugins.
+data "aws_iam_policy_document" "plugins_read" {
+  statement {
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.plugins.arn}/plugins/*"]
+  }
+}
+
+data "aws_iam_policy_document" "plugins_write" {
   statement {
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = ["${aws_s3_bucket.plugins.arn}/plugins/*"]
@@ -47,8 +57,11 @@ resource "aws_iam_role_policy" "dead_letters" {
 }
 
 resource "aws_iam_role_policy" "plugins" {
-  for_each = toset(["ingest", "query-api"])
-  name     = "plugin-objects"
-  role     = aws_iam_role.function[each.key].id
-  policy   = data.aws_iam_policy_document.plugins.json
+  for_each = {
+    ingest      = data.aws_iam_policy_document.plugins_read.json
+    "query-api" = data.aws_iam_policy_document.plugins_write.json
+  }
+  name   = "plugin-objects"
+  role   = aws_iam_role.function[each.key].id
+  policy = each.value
 }

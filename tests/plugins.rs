@@ -173,13 +173,8 @@ async fn an_uploaded_plugin_transforms_ingest_end_to_end() {
             .as_deref(),
         Some(&wasm[..])
     );
-    assert!(
-        s.objects
-            .get(&format!("plugins/{sha}.cwasm"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let artifact = artifact_key(&s, 1, "renamer").await;
+    assert!(s.objects.get(&artifact).await.unwrap().is_some());
 
     // Not active yet: "hum" is not in the catalog and is refused.
     let batch = json!({"readings": [
@@ -568,36 +563,90 @@ async fn versions_roll_back_deletes_deactivate_and_tenants_are_isolated() {
     assert_eq!(up["version"], 3);
 }
 
-#[tokio::test]
-async fn a_cold_container_loads_the_artifact_and_survives_a_bad_one() {
-    let s = Stack::new().await;
-    let up = s
-        .install("1", "f2c", &example_plugin("fahrenheit_to_celsius"))
-        .await;
-    let key = format!("plugins/{}.cwasm", up["sha256"].as_str().unwrap());
-    let batch = json!({"readings": [{"entity_id": 42, "attribute": "temperature", "value": 212}]});
+/// The object store as ingest's IAM policy lets it see it: reads only.
+#[derive(Debug)]
+struct ReadOnly(Arc<dyn ObjectStore>);
 
-    // A new container loads the precompiled artifact.
-    let cold = Stack::container(&s.db, &s.objects, &s.host);
+#[async_trait::async_trait]
+impl ObjectStore for ReadOnly {
+    async fn put(&self, key: &str, _: Vec<u8>) -> Result<(), atlas_objects::ObjectError> {
+        panic!("ingest wrote {key}: it must only read the plugin store")
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, atlas_objects::ObjectError> {
+        self.0.get(key).await
+    }
+}
+
+/// The object key of the artifact the newest version of a tenant's plugin
+/// recorded.
+async fn artifact_key(s: &Stack, tenant: i64, name: &str) -> String {
+    let row =
+        s.db.owner()
+            .await
+            .query_one(
+                "SELECT artifact_sha256 FROM tenant_plugins WHERE tenant_id = $1 AND name = $2 \
+             ORDER BY version DESC LIMIT 1",
+                &[&tenant, &name],
+            )
+            .await
+            .unwrap();
+    format!("plugins/{}.cwasm", row.get::<_, String>(0))
+}
+
+#[tokio::test]
+async fn a_cold_container_loads_only_the_artifact_the_registry_recorded() {
+    let s = Stack::new().await;
+    s.install("1", "f2c", &example_plugin("fahrenheit_to_celsius"))
+        .await;
+    let key = artifact_key(&s, 1, "f2c").await;
+    let made = s
+        .objects
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("the artifact is stored");
+    let batch = json!({"readings": [{"entity_id": 42, "attribute": "temperature", "value": 212}]});
+    let read_only: Arc<dyn ObjectStore> = Arc::new(ReadOnly(s.objects.clone()));
+
+    // A new container loads the precompiled artifact, writing nothing.
+    let cold = Stack::container(&s.db, &read_only, &s.host);
     let (status, out) = post_to(&cold, "1", &batch).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{out}");
 
-    // An artifact this engine cannot use: compile the .wasm, rewrite it.
+    // A forged artifact: real, loadable native code, but another plugin's
+    // (a renamer, which would store 212 unconverted). Checked against the
+    // recorded hash, it is passed over and the module, whose own hash is
+    // checked, is compiled instead.
+    let forged = s
+        .host
+        .compile(&example_plugin("rename_attributes"))
+        .unwrap()
+        .precompiled()
+        .unwrap();
+    s.objects.put(&key, forged).await.unwrap();
+    let cold = Stack::container(&s.db, &read_only, &s.host);
+    let (status, out) = post_to(&cold, "1", &batch).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["plugin"]["name"], "f2c", "{out}");
+
+    // An artifact that is not one at all: compiled around as well.
     s.objects
         .put(&key, b"not a wasmtime artifact".to_vec())
         .await
         .unwrap();
-    let cold = Stack::container(&s.db, &s.objects, &s.host);
+    let cold = Stack::container(&s.db, &read_only, &s.host);
     let (status, out) = post_to(&cold, "1", &batch).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{out}");
-    assert_eq!(out["plugin"]["name"], "f2c", "{out}");
-    let rewritten = s.objects.get(&key).await.unwrap().unwrap();
-    assert_ne!(rewritten, b"not a wasmtime artifact");
+    s.objects.put(&key, made).await.unwrap();
 
     s.flush().await;
     assert_eq!(
         s.stored(1, 42).await,
-        pairs(&[("temperature", "100"), ("temperature", "100")])
+        pairs(&[
+            ("temperature", "100"),
+            ("temperature", "100"),
+            ("temperature", "100")
+        ])
     );
 }
 
@@ -659,7 +708,7 @@ async fn a_tenants_broken_module_is_that_tenants_problem_only() {
     // Both the module and its artifact are damaged in the store.
     for key in [
         format!("plugins/{sha}.wasm"),
-        format!("plugins/{sha}.cwasm"),
+        artifact_key(&s, 1, "f2c").await,
     ] {
         s.objects.put(&key, b"garbage".to_vec()).await.unwrap();
     }

@@ -146,11 +146,14 @@ impl Host {
 
     /// The plugin in a precompiled artifact, or `None` when this engine
     /// cannot use it and the `.wasm` must be compiled.
+    ///
+    /// The artifact is native code run unchecked: callers pass only bytes
+    /// whose SHA-256 matches what the registry recorded when it made them.
     pub fn from_artifact(&self, artifact: &[u8]) -> Option<Result<Plugin, PluginError>> {
         Engine::detect_precompiled(artifact)?;
-        // SAFETY: artifacts are written only by this host's
-        // `Plugin::precompiled`, stored by content hash where tenants cannot
-        // write; wasmtime checks the engine's compatibility hash before use.
+        // SAFETY: the caller has checked the bytes against the hash the
+        // registry recorded when this host's `Plugin::precompiled` made
+        // them; wasmtime checks the engine's compatibility before use.
         match unsafe { Module::deserialize(&self.engine, artifact) } {
             Ok(module) => Some(self.prepare(module)),
             Err(e) => {

@@ -20,8 +20,10 @@ fn wasm_key(sha256: &str) -> String {
     format!("plugins/{sha256}.wasm")
 }
 
-fn artifact_key(sha256: &str) -> String {
-    format!("plugins/{sha256}.cwasm")
+/// Artifacts are keyed by their own hash, so none is ever overwritten:
+/// the hash a version records always names the bytes it was made with.
+fn artifact_key(artifact_sha256: &str) -> String {
+    format!("plugins/{artifact_sha256}.cwasm")
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

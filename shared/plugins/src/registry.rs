@@ -58,6 +58,10 @@ pub struct Version {
     pub on_failure: OnFailure,
     pub active: bool,
     pub created_at: DateTime<Utc>,
+    /// SHA-256 of the precompiled artifact made at upload; ingest runs the
+    /// artifact only if its bytes still hash to this.
+    #[serde(skip)]
+    pub artifact_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,7 +84,7 @@ pub struct Upload {
 }
 
 pub(crate) const COLUMNS: &str = "name, version, sha256, size_bytes, fuel, timeout_ms, memory_bytes, \
-                       output_bytes, on_failure, active, created_at";
+                       output_bytes, on_failure, active, created_at, artifact_sha256";
 
 impl Version {
     pub(crate) fn from_row(r: &Row) -> Result<Self, StoreError> {
@@ -99,6 +103,7 @@ impl Version {
             on_failure: OnFailure::parse(on_failure).map_err(StoreError::Corrupt)?,
             active: r.get(9),
             created_at: r.get(10),
+            artifact_sha256: r.get(11),
         })
     }
 
@@ -161,11 +166,14 @@ impl Registry {
         .map_err(|e| RegistryError::Rejected(PluginError::Host(e.to_string())))?;
         let (artifact, dry_run_fuel) = checked.map_err(RegistryError::Rejected)?;
         let sha = sha256_hex(&wasm);
+        let artifact_sha = sha256_hex(&artifact);
         let size = wasm.len() as i32;
 
         // Objects first: a row must never name a module that is not there.
         self.objects.put(&wasm_key(&sha), wasm).await?;
-        self.objects.put(&artifact_key(&sha), artifact).await?;
+        self.objects
+            .put(&artifact_key(&artifact_sha), artifact)
+            .await?;
 
         let mut client = self.pool.get().await?;
         let tx = begin_tenant(&mut client, tenant).await?;
@@ -183,7 +191,7 @@ impl Registry {
             .await?;
         if let Some(row) = &newest {
             let v = Version::from_row(row)?;
-            let deleted: bool = row.get(11);
+            let deleted: bool = row.get(12);
             if !deleted && v.sha256 == sha && v.settings() == settings {
                 tx.commit().await?;
                 return Ok(Upload {
@@ -199,8 +207,8 @@ impl Registry {
             .query_one(
                 &format!(
                     "INSERT INTO tenant_plugins (tenant_id, name, version, sha256, size_bytes, fuel, \
-                     timeout_ms, memory_bytes, output_bytes, on_failure) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+                     timeout_ms, memory_bytes, output_bytes, on_failure, artifact_sha256) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
                 ),
                 &[
                     &tenant.get(),
@@ -213,6 +221,7 @@ impl Registry {
                     &(l.memory_bytes as i64),
                     &(l.output_bytes as i64),
                     &settings.on_failure.as_str(),
+                    &artifact_sha,
                 ],
             )
             .await?;

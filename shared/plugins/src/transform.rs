@@ -178,7 +178,7 @@ impl Transforms {
         let active = match version {
             None => None,
             Some(v) => Some(Arc::new(Active {
-                plugin: self.module(&v.sha256).await?,
+                plugin: self.module(&v.sha256, v.artifact_sha256.as_deref()).await?,
                 settings: v.settings(),
                 name: v.name,
                 version: v.version,
@@ -206,15 +206,31 @@ impl Transforms {
     }
 
     /// The compiled module for a content hash: from this container's cache,
-    /// else the precompiled artifact, else the `.wasm` (whose artifact is
-    /// then rewritten for the next cold container).
-    async fn module(&self, sha256: &str) -> Result<Arc<Plugin>, TransformError> {
+    /// else the precompiled artifact the version recorded, provided its
+    /// bytes still hash to the record, else the `.wasm` (whose hash is
+    /// checked the same way). Ingest only reads the store: an artifact this
+    /// engine cannot use is compiled around, not rewritten.
+    async fn module(
+        &self,
+        sha256: &str,
+        artifact_sha256: Option<&str>,
+    ) -> Result<Arc<Plugin>, TransformError> {
         if let Some(p) = self.modules.lock().expect("lock").get(sha256) {
             return Ok(p.clone());
         }
         let started = Instant::now();
-        let from_artifact = match self.objects.get(&artifact_key(sha256)).await? {
-            Some(bytes) => self.host.from_artifact(&bytes),
+        let from_artifact = match artifact_sha256 {
+            Some(expected) => match self.objects.get(&artifact_key(expected)).await? {
+                Some(bytes) if sha256_hex(&bytes) == expected => self.host.from_artifact(&bytes),
+                Some(_) => {
+                    tracing::warn!(
+                        sha256,
+                        "precompiled plugin does not match its recorded hash; compiling the module"
+                    );
+                    None
+                }
+                None => None,
+            },
             None => None,
         };
         let plugin = match from_artifact {
@@ -252,21 +268,12 @@ impl Transforms {
             });
         }
         let host = self.host.clone();
-        let plugin = tokio::task::spawn_blocking(move || host.compile(&wasm))
+        tokio::task::spawn_blocking(move || host.compile(&wasm))
             .await
             .unwrap_or_else(|e| Err(PluginError::Host(e.to_string())))
             .map_err(|error| TransformError::Load {
                 sha256: sha256.to_owned(),
                 error,
-            })?;
-        match plugin.precompiled() {
-            Ok(artifact) => {
-                if let Err(e) = self.objects.put(&artifact_key(sha256), artifact).await {
-                    tracing::warn!(sha256, error = %e, "could not store the precompiled plugin");
-                }
-            }
-            Err(e) => tracing::warn!(sha256, error = %e, "could not precompile the plugin"),
-        }
-        Ok(plugin)
+            })
     }
 }
