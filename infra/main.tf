@@ -54,6 +54,8 @@ locals {
         ATLAS_REDIS_URL            = var.redis_url
         ATLAS_CACHE_TTL_SECS       = "30"
         ATLAS_REDIS_TIMEOUT_MS     = "100"
+        # Every container must sign and check search cursors alike.
+        ATLAS_CURSOR_KEY = random_password.cursor_key.result
       }
     }
     flusher = {
@@ -126,4 +128,11 @@ resource "aws_lambda_function" "function" {
   }
 
   depends_on = [aws_cloudwatch_log_group.function]
+}
+
+# Signs the query API's search cursors (HMAC-SHA256). Like the database
+# URL, it is in the function's environment and the state for now.
+resource "random_password" "cursor_key" {
+  length  = 48
+  special = false
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use atlas_core::TenantId;
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_query::QueryApi;
-use atlas_query::search::{Search, SearchRequest};
+use atlas_query::search::{CursorKey, Search, SearchRequest};
 use atlas_store::{DbRole, begin_tenant};
 use atlas_tests::{TestDb, api_request, body_json, demo_tenants, flush_all, query_api};
 use chrono::{DateTime, Utc};
@@ -323,7 +323,7 @@ async fn plan(db: &TestDb, body: Value, table: Option<&str>) -> String {
         c
     };
     let req: SearchRequest = serde_json::from_value(body).unwrap();
-    let st = Search::parse(req, catalog.as_ref())
+    let st = Search::parse(req, catalog.as_ref(), tenant, &CursorKey::random())
         .unwrap()
         .statement(tenant);
     let sql = match table {
@@ -413,4 +413,25 @@ async fn selective_filters_are_answered_from_the_gin_index() {
         let direct = plan(&db, body.clone(), Some("entity_jsonb")).await;
         assert!(!uses_gin(&direct), "{body} on entity_jsonb: {direct}");
     }
+}
+
+#[tokio::test]
+async fn a_cursor_is_honoured_only_for_the_tenant_it_was_issued_to() {
+    let (db, api, _) = setup().await;
+    let first = json!({"limit": 2});
+    let (status, page) = search(&api, "1", &first).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let cursor = page["next_cursor"].clone();
+    assert!(cursor.is_string(), "{page}");
+    let next = json!({"limit": 2, "cursor": cursor});
+    assert_eq!(search(&api, "1", &next).await.0, StatusCode::OK);
+    // The same filter from another tenant: refused, not replayed.
+    let (status, out) = search(&api, "2", &next).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    assert_eq!(out["error"]["code"], "invalid_cursor");
+    // Another deployment's key (another process) does not open it either.
+    let other = atlas_tests::query_api(&db);
+    let (status, out) = search(&other, "1", &next).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    assert_eq!(out["error"]["code"], "invalid_cursor");
 }

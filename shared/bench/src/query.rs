@@ -403,16 +403,18 @@ async fn measure(opts: &Options, url: &str) -> Result<Report, BoxError> {
 
     // Query 1's own statement, as the handler builds and runs it.
     let catalog = atlas_store::Catalog::new(app.clone(), Duration::from_secs(3600));
+    let cursor_key = atlas_query::search::CursorKey::random();
     let request = || -> Result<atlas_query::search::SearchRequest, BoxError> {
         Ok(serde_json::from_str(QUERY_1)?)
     };
     let mut q1_sql = timed("query 1 SQL", opts.iterations, |_| {
-        let (app, catalog) = (&app, &catalog);
+        let (app, catalog, cursor_key) = (&app, &catalog, &cursor_key);
         async move {
             let tenant = TenantId::new(fastrand::i64(1..=opts.tenants))?;
             let cat = catalog.get(tenant).await?;
-            let search = atlas_query::search::Search::parse(request()?, cat.as_deref())
-                .map_err(|e| e.message)?;
+            let search =
+                atlas_query::search::Search::parse(request()?, cat.as_deref(), tenant, cursor_key)
+                    .map_err(|e| e.message)?;
             search.run(app, tenant).await?;
             Ok(())
         }

@@ -3,6 +3,7 @@ use std::time::Duration;
 use atlas_cloud::config::{ConfigError, millis, seconds};
 
 use crate::routing::RoutingConfig;
+use crate::search::CursorKey;
 
 /// Limits of the query API, each overridable from the environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +18,10 @@ pub struct QueryConfig {
     /// cached for searches (ingest reads the same variable).
     pub catalog_ttl: Duration,
     pub routing: RoutingConfig,
+    /// `ATLAS_CURSOR_KEY`: signs search cursors. Required in Lambda, where
+    /// a page's next request may reach another container; elsewhere a
+    /// random key of the process.
+    pub cursor_key: CursorKey,
 }
 
 impl Default for QueryConfig {
@@ -26,6 +31,7 @@ impl Default for QueryConfig {
             analytics_max_range: Duration::from_secs(31 * 86_400),
             catalog_ttl: Duration::from_secs(5),
             routing: RoutingConfig::default(),
+            cursor_key: CursorKey::random(),
         }
     }
 }
@@ -38,6 +44,22 @@ impl QueryConfig {
             analytics_max_range: seconds("ATLAS_ANALYTICS_MAX_RANGE_SECS", d.analytics_max_range)?,
             catalog_ttl: millis("ATLAS_CATALOG_TTL_MS", d.catalog_ttl)?,
             routing: RoutingConfig::from_env()?,
+            cursor_key: cursor_key_from_env()?,
         })
+    }
+}
+
+fn cursor_key_from_env() -> Result<CursorKey, ConfigError> {
+    const NAME: &str = "ATLAS_CURSOR_KEY";
+    match std::env::var(NAME) {
+        Ok(secret) if !secret.is_empty() => {
+            CursorKey::new(secret.as_bytes()).map_err(|reason| ConfigError::Invalid {
+                name: NAME,
+                value: "(a secret, not shown)".into(),
+                reason,
+            })
+        }
+        _ if atlas_cloud::telemetry::in_lambda() => Err(ConfigError::Missing { name: NAME }),
+        _ => Ok(CursorKey::random()),
     }
 }

@@ -235,7 +235,7 @@ async fn search(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiErro
             .await
             .map_err(unavailable)?;
     }
-    let search = Search::parse(body, catalog.as_deref())
+    let search = Search::parse(body, catalog.as_deref(), tenant, &api.config.cursor_key)
         .map_err(|e| ApiError::bad_request(e.code, e.message))?;
     let search = &search;
     let (page, route) = params

@@ -12,6 +12,7 @@
 
 use atlas_core::{DataType, EntityId, TenantId, Value};
 use atlas_store::{Pool, StoreError, TenantCatalog, begin_tenant};
+use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -138,6 +139,87 @@ pub struct Search {
     limit: i64,
     after: Option<Cursor>,
     fingerprint: String,
+    /// Who the next cursor is sealed for, and with what.
+    tenant: TenantId,
+    key: CursorKey,
+}
+
+/// The key search cursors are signed with (HMAC-SHA256 over the tenant and
+/// the cursor), so a cursor is honoured only for the tenant it was issued
+/// to and cannot be made or altered by hand. Every container of a
+/// deployment must share it (`ATLAS_CURSOR_KEY`).
+#[derive(Clone)]
+pub struct CursorKey {
+    key: hmac::Key,
+    /// A hash of the secret: tells keys apart without showing them.
+    id: [u8; 8],
+}
+
+impl CursorKey {
+    /// Shortest secret accepted: 256 bits.
+    pub const MIN_SECRET: usize = 32;
+
+    pub fn new(secret: &[u8]) -> Result<Self, String> {
+        if secret.len() < Self::MIN_SECRET {
+            return Err(format!(
+                "a cursor key needs at least {} bytes, got {}",
+                Self::MIN_SECRET,
+                secret.len()
+            ));
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest.as_ref()[..8]);
+        Ok(Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            id,
+        })
+    }
+
+    /// A key of this process alone: cursors work only within it, which
+    /// suits one `atlas dev` or a test, not a fleet of containers.
+    pub fn random() -> Self {
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret).expect("the OS random generator");
+        Self::new(&secret).expect("32 bytes")
+    }
+
+    fn message(tenant: TenantId, payload: &[u8]) -> Vec<u8> {
+        let mut m = tenant.get().to_be_bytes().to_vec();
+        m.extend_from_slice(payload);
+        m
+    }
+
+    fn seal(&self, tenant: TenantId, c: &Cursor) -> String {
+        let payload = serde_json::to_vec(c).expect("cursors serialize");
+        let tag = hmac::sign(&self.key, &Self::message(tenant, &payload));
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        )
+    }
+
+    /// The cursor's bytes, if this key signed them for `tenant`.
+    fn open(&self, tenant: TenantId, raw: &str) -> Option<Vec<u8>> {
+        let (payload, tag) = raw.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        hmac::verify(&self.key, &Self::message(tenant, &payload), &tag).ok()?;
+        Some(payload)
+    }
+}
+
+impl std::fmt::Debug for CursorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorKey(..)")
+    }
+}
+
+impl PartialEq for CursorKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
 }
 
 /// One entity found.
@@ -194,9 +276,15 @@ fn containment(name: &str, v: &Value) -> String {
 }
 
 impl Search {
-    /// Types a request against `catalog`. Every refusal names the attribute
-    /// or field at fault.
-    pub fn parse(req: SearchRequest, catalog: Option<&TenantCatalog>) -> Result<Self, Invalid> {
+    /// Types `tenant`'s request against its `catalog`; `key` checks the
+    /// request's cursor and signs the next. Every refusal names the
+    /// attribute or field at fault.
+    pub fn parse(
+        req: SearchRequest,
+        catalog: Option<&TenantCatalog>,
+        tenant: TenantId,
+        key: &CursorKey,
+    ) -> Result<Self, Invalid> {
         if req.filter.len() > MAX_CONDITIONS {
             return Err(invalid(
                 "too_many_conditions",
@@ -355,7 +443,7 @@ impl Search {
         let after = req
             .cursor
             .as_deref()
-            .map(|c| decode_cursor(c, &fingerprint, &order))
+            .map(|c| decode_cursor(key, tenant, c, &fingerprint, &order))
             .transpose()?;
         Ok(Self {
             conditions,
@@ -364,6 +452,8 @@ impl Search {
             limit,
             after,
             fingerprint,
+            tenant,
+            key: key.clone(),
         })
     }
 
@@ -469,18 +559,23 @@ impl Search {
         let more = rows.len() as i64 > self.limit;
         let rows = &rows[..rows.len().min(self.limit as usize)];
         let next_cursor = match rows.last() {
-            Some(last) if more => Some(encode_cursor(&Cursor {
-                q: self.fingerprint.clone(),
-                u: (self.order == OrderKey::UpdatedAt).then(|| last.get(3)),
-                k: match self.order {
-                    OrderKey::UpdatedAt => None,
-                    OrderKey::Attribute(_) => Some(
-                        last.get::<_, Option<serde_json::Value>>(4)
-                            .unwrap_or(serde_json::Value::Null),
-                    ),
-                },
-                i: last.get(0),
-            })),
+            Some(last) if more => Some(
+                self.key.seal(
+                    self.tenant,
+                    &Cursor {
+                        q: self.fingerprint.clone(),
+                        u: (self.order == OrderKey::UpdatedAt).then(|| last.get(3)),
+                        k: match self.order {
+                            OrderKey::UpdatedAt => None,
+                            OrderKey::Attribute(_) => Some(
+                                last.get::<_, Option<serde_json::Value>>(4)
+                                    .unwrap_or(serde_json::Value::Null),
+                            ),
+                        },
+                        i: last.get(0),
+                    },
+                ),
+            ),
             _ => None,
         };
         Ok(Page {
@@ -522,18 +617,20 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
     serde_json::Value::deserialize(d).map(Some)
 }
 
-fn encode_cursor(c: &Cursor) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).expect("cursors serialize"))
-}
-
-fn decode_cursor(raw: &str, fingerprint: &str, order: &OrderKey) -> Result<Cursor, Invalid> {
+fn decode_cursor(
+    key: &CursorKey,
+    tenant: TenantId,
+    raw: &str,
+    fingerprint: &str,
+    order: &OrderKey,
+) -> Result<Cursor, Invalid> {
     let bad = |why: &str| invalid("invalid_cursor", format!("cursor is not valid: {why}"));
     if raw.len() > 1024 {
         return Err(bad("too long"));
     }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| bad("not a cursor this API issued"))?;
+    let bytes = key
+        .open(tenant, raw)
+        .ok_or_else(|| bad("not a cursor this API issued to this tenant"))?;
     let c: Cursor =
         serde_json::from_slice(&bytes).map_err(|_| bad("not a cursor this API issued"))?;
     if c.q != fingerprint {
@@ -579,8 +676,21 @@ mod tests {
         }
     }
 
+    fn key() -> CursorKey {
+        CursorKey::new(&[7; 32]).unwrap()
+    }
+
+    fn tenant() -> TenantId {
+        TenantId::parse("1").unwrap()
+    }
+
     fn parse(body: serde_json::Value) -> Result<Search, Invalid> {
-        Search::parse(serde_json::from_value(body).unwrap(), Some(&catalog()))
+        Search::parse(
+            serde_json::from_value(body).unwrap(),
+            Some(&catalog()),
+            tenant(),
+            &key(),
+        )
     }
 
     fn code(body: serde_json::Value) -> &'static str {
@@ -667,7 +777,9 @@ mod tests {
                     json!({"filter": [{"attribute": "status", "op": "exists"}]})
                 )
                 .unwrap(),
-                None
+                None,
+                tenant(),
+                &key(),
             )
             .unwrap_err()
             .code,
@@ -677,14 +789,37 @@ mod tests {
     }
 
     #[test]
-    fn cursors_belong_to_their_query() {
-        let c = encode_cursor(&Cursor {
+    fn cursors_belong_to_their_query_tenant_and_key() {
+        let cursor = Cursor {
             q: fingerprint(&[], &OrderKey::UpdatedAt, true),
             u: Some(Utc::now()),
             k: None,
             i: 7,
-        });
+        };
+        let c = key().seal(tenant(), &cursor);
         assert!(parse(json!({"cursor": c})).is_ok());
+        // Another tenant's cursor, or one signed with another key, or one
+        // whose payload was edited, or an unsigned one, is refused.
+        let other = key().seal(TenantId::parse("2").unwrap(), &cursor);
+        assert_eq!(code(json!({"cursor": other})), "invalid_cursor");
+        let foreign = CursorKey::new(&[8; 32]).unwrap().seal(tenant(), &cursor);
+        assert_eq!(code(json!({"cursor": foreign})), "invalid_cursor");
+        let moved = key().seal(
+            tenant(),
+            &Cursor {
+                i: 8,
+                ..cursor.clone()
+            },
+        );
+        let edited = format!(
+            "{}.{}",
+            moved.split_once('.').unwrap().0,
+            c.split_once('.').unwrap().1
+        );
+        assert_eq!(code(json!({"cursor": edited})), "invalid_cursor");
+        let unsigned = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).unwrap());
+        assert_eq!(code(json!({"cursor": unsigned})), "invalid_cursor");
+        assert!(CursorKey::new(&[1; 31]).is_err());
         assert_eq!(code(json!({"cursor": c, "order": "asc"})), "invalid_cursor");
         assert_eq!(
             code(json!({"cursor": c, "filter": [{"attribute": "status", "op": "exists"}]})),
