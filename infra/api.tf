@@ -24,12 +24,16 @@ resource "aws_apigatewayv2_integration" "ingest" {
   payload_format_version = "2.0"
 }
 
+# Each route names the scope its token must carry (the same as its
+# operation's in shared/query/openapi.json; check.py holds them together);
+# the functions check it again.
 resource "aws_apigatewayv2_route" "post_telemetry" {
-  api_id             = aws_apigatewayv2_api.http.id
-  route_key          = "POST /v1/telemetry"
-  target             = "integrations/${aws_apigatewayv2_integration.ingest.id}"
-  authorization_type = "JWT"
-  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+  api_id               = aws_apigatewayv2_api.http.id
+  route_key            = "POST /v1/telemetry"
+  target               = "integrations/${aws_apigatewayv2_integration.ingest.id}"
+  authorization_type   = "JWT"
+  authorizer_id        = aws_apigatewayv2_authorizer.jwt.id
+  authorization_scopes = ["telemetry:write"]
 }
 
 resource "aws_apigatewayv2_stage" "default" {
@@ -57,36 +61,27 @@ resource "aws_apigatewayv2_integration" "query_api" {
   payload_format_version = "2.0"
 }
 
-# Entity reads, the attribute catalog and the plugin registry: the function routes methods and
-# paths itself and answers anything else with a typed 404 or 405.
+# Entity reads, the attribute catalog and the plugin registry, each with
+# its scope. The function routes methods and paths itself and answers
+# anything else with a typed 404 or 405.
 resource "aws_apigatewayv2_route" "query" {
-  for_each = toset([
-    "POST /v1/entities/search",
-    "GET /v1/entities/{id}",
-    "GET /v1/entities/{id}/attributes/{name}/history",
-    "POST /v1/attributes",
-    "GET /v1/attributes/{name}",
-    "PATCH /v1/attributes/{name}",
-    "GET /v1/analytics/attributes/{name}/stats",
-    "ANY /v1/plugins",
-    "ANY /v1/plugins/{proxy+}",
-  ])
-  api_id             = aws_apigatewayv2_api.http.id
-  route_key          = each.value
-  target             = "integrations/${aws_apigatewayv2_integration.query_api.id}"
-  authorization_type = "JWT"
-  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
-}
-
-resource "aws_lambda_permission" "api_query" {
-  statement_id  = "AllowApiGateway"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.function["query-api"].function_name
-  principal     = "apigateway.amazonaws.com"
-  source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
-}
-
-moved {
-  from = aws_apigatewayv2_route.plugins
-  to   = aws_apigatewayv2_route.query
+  for_each = {
+    "POST /v1/entities/search"                            = "read"
+    "GET /v1/entities/{id}"                               = "read"
+    "GET /v1/entities/{id}/attributes/{name}/history"     = "read"
+    "POST /v1/attributes"                                 = "admin"
+    "GET /v1/attributes/{name}"                           = "read"
+    "PATCH /v1/attributes/{name}"                         = "admin"
+    "GET /v1/analytics/attributes/{name}/stats"           = "read"
+    "GET /v1/plugins"                                     = "read"
+    "PUT /v1/plugins/{name}"                              = "admin"
+    "DELETE /v1/plugins/{name}"                           = "admin"
+    "POST /v1/plugins/{name}/versions/{version}/activate" = "admin"
+  }
+  api_id               = aws_apigatewayv2_api.http.id
+  route_key            = each.key
+  target               = "integrations/${aws_apigatewayv2_integration.query_api.id}"
+  authorization_type   = "JWT"
+  authorizer_id        = aws_apigatewayv2_authorizer.jwt.id
+  authorization_scopes = [each.value]
 }

@@ -79,17 +79,23 @@ for path in sorted(glob.glob(os.path.join(INFRA, "environments", "*.tfvars"))):
         if not has_default and k not in values and k != "database_url":
             errors.append(f"{path}: required variable {k} is not set")
 
-# 5. API routes exist for every documented operation.
+# 5. API routes exist for every documented operation, with its scope.
 routes = []
+scopes = {}
 for r in blocks("resource"):
     for kind, named in r.items():
         if unquote(kind) == "aws_apigatewayv2_route":
             for body in named.values():
                 key = unquote(body["route_key"])
-                if key == "${each.value}":
+                if key == "${each.key}" and isinstance(body["for_each"], dict):
+                    for k, v in body["for_each"].items():
+                        routes.append(unquote(k))
+                        scopes[unquote(k)] = [unquote(v)]
+                elif key == "${each.value}":
                     routes += re.findall(r'"([^"]+)"', body["for_each"])
                 else:
                     routes.append(key)
+                    scopes[key] = [unquote(x) for x in body.get("authorization_scopes", [])]
 # Every operation of the API document (shared/query/openapi.json, which
 # tests/openapi.rs holds the handlers to) reaches a function.
 def routed(method, path):
@@ -101,9 +107,14 @@ def routed(method, path):
 
 api = json.load(open(os.path.join(ROOT, "shared", "query", "openapi.json")))
 for path, item in api["paths"].items():
-    for method in item:
+    for method, op in item.items():
         if not routed(method.upper(), path):
             errors.append(f"no API Gateway route for {method.upper()} {path}; routes: {routes}")
+        documented = [s for req in op.get("security", []) for s in req.get("bearer", [])]
+        declared = scopes.get(f"{method.upper()} {path}")
+        if declared != documented:
+            errors.append(f"{method.upper()} {path}: the document's scopes {documented} differ from "
+                          f"the route's authorization_scopes {declared}")
 
 # 6. Sample events are valid JSON.
 for p in glob.glob(os.path.join(ROOT, "events", "*.json")):

@@ -8,7 +8,10 @@
 use atlas_ingest::{IngestConfig, IngestService};
 use atlas_query::QueryApi;
 use atlas_store::DbRole;
-use atlas_tests::{TestDb, api_request, body_json, db_with_entity_123, example_plugin, query_api};
+use atlas_tests::{
+    TestDb, api_request, api_request_scoped, body_json, db_with_entity_123, example_plugin,
+    query_api,
+};
 use http::StatusCode;
 use serde_json::Value;
 
@@ -34,6 +37,8 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 struct Op {
     method: String,
     template: String,
+    /// The scope the operation's token must carry.
+    scope: String,
     params: Vec<Value>,
     statuses: Vec<u16>,
     /// The documented example of a JSON body, or `Wasm` for a module.
@@ -52,6 +57,10 @@ fn operations(doc: &Value) -> Vec<Op> {
             ops.push(Op {
                 method: method.to_uppercase(),
                 template: template.clone(),
+                scope: op["security"][0]["bearer"][0]
+                    .as_str()
+                    .expect("every operation names its scope")
+                    .to_owned(),
                 params: op["parameters"]
                     .as_array()
                     .map(|ps| ps.iter().map(|p| resolve(doc, p).clone()).collect())
@@ -122,7 +131,12 @@ impl Api {
         path: &str,
         body: Option<&[u8]>,
     ) -> (StatusCode, Value) {
-        let req = api_request(tenant, method, path, body);
+        self.call_with(api_request(tenant, method, path, body))
+            .await
+    }
+
+    async fn call_with(&self, req: lambda_http::Request) -> (StatusCode, Value) {
+        let path = req.uri().path().to_owned();
         let resp = if path.starts_with("/v1/telemetry") {
             atlas_ingest::http::handle(&self.ingest, req).await
         } else {
@@ -314,4 +328,52 @@ async fn another_tenants_ids_and_names_are_404s_on_every_route() {
     let (_, list) = api.call("GET", "/v1/plugins", None).await;
     assert_eq!(list["plugins"][0]["active_version"], 1);
     assert_eq!(list["plugins"][0]["versions"][0]["sha256"], sha.as_str());
+}
+
+#[tokio::test]
+async fn every_operation_needs_its_documented_scope_and_no_other() {
+    let doc = doc();
+    let api = Api::new().await;
+    let all = ["telemetry:write", "read", "admin"];
+    for op in operations(&doc) {
+        let path = concrete(&op, None);
+        let body = body_for(&op);
+        let others: Vec<&str> = all.iter().copied().filter(|s| *s != op.scope).collect();
+        let (status, out) = api
+            .call_with(api_request_scoped(
+                "1",
+                &others,
+                &op.method,
+                &path,
+                body.as_deref(),
+            ))
+            .await;
+        assert_eq!(
+            (status, out["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("insufficient_scope")),
+            "{} {path} without {}: {out}",
+            op.method,
+            op.scope
+        );
+        assert!(
+            op.statuses.contains(&403),
+            "{} {path} does not document 403",
+            op.method
+        );
+        let (status, out) = api
+            .call_with(api_request_scoped(
+                "1",
+                &[&op.scope],
+                &op.method,
+                &path,
+                body.as_deref(),
+            ))
+            .await;
+        assert!(
+            status.is_success(),
+            "{} {path} with only {} answered {status}: {out}",
+            op.method,
+            op.scope
+        );
+    }
 }

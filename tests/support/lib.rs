@@ -103,6 +103,9 @@ pub fn apigw_request(tenant_claim: Option<&str>, body: &str) -> lambda_http::Req
 pub fn apigw_event(tenant_claim: Option<&str>, body: &str) -> serde_json::Value {
     let mut event = fixture("apigw-post-telemetry.json");
     event["body"] = body.into();
+    // Every scope, unless a test narrows them (`with_scopes`).
+    event["requestContext"]["authorizer"]["jwt"]["scopes"] =
+        serde_json::json!(["telemetry:write", "read", "admin"]);
     let claims = &mut event["requestContext"]["authorizer"]["jwt"]["claims"];
     match tenant_claim {
         Some(t) => claims["tenant_id"] = t.into(),
@@ -167,11 +170,29 @@ pub fn api_request(
     path_and_query: &str,
     body: Option<&[u8]>,
 ) -> lambda_http::Request {
+    api_request_scoped(
+        tenant,
+        &["telemetry:write", "read", "admin"],
+        method,
+        path_and_query,
+        body,
+    )
+}
+
+/// `api_request` with a token that carries only `scopes`.
+pub fn api_request_scoped(
+    tenant: &str,
+    scopes: &[&str],
+    method: &str,
+    path_and_query: &str,
+    body: Option<&[u8]>,
+) -> lambda_http::Request {
     use base64::Engine;
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
     let mut event = apigw_event(Some(tenant), "");
+    event["requestContext"]["authorizer"]["jwt"]["scopes"] = serde_json::json!(scopes);
     event["routeKey"] = format!("{method} {path}").into();
     event["rawPath"] = path.into();
     event["rawQueryString"] = query.into();

@@ -47,6 +47,9 @@ enum Command {
         ttl_hours: i64,
         #[arg(long, default_value = ".atlas")]
         data_dir: PathBuf,
+        /// What the token may do; repeat for several (default: all three).
+        #[arg(long = "scope", value_parser = ["telemetry:write", "read", "admin"])]
+        scopes: Vec<String>,
     },
     /// Report entities whose hot projection disagrees with their latest
     /// reading (the seed's "monitor divergence"): one JSON line each, then
@@ -213,13 +216,22 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             tenant,
             ttl_hours,
             data_dir,
+            scopes,
         } => {
             let tenant = atlas_core::TenantId::new(tenant)?;
+            let scopes: Vec<atlas_http::Scope> = if scopes.is_empty() {
+                atlas_http::Scope::ALL.to_vec()
+            } else {
+                scopes
+                    .iter()
+                    .filter_map(|s| atlas_http::Scope::parse(s))
+                    .collect()
+            };
             let secret = atlas_devstack::secret::load_or_create(&data_dir)?;
             let signer = atlas_http::jwt::Signer::new(&secret)?;
             println!(
                 "{}",
-                signer.issue(tenant, chrono::Duration::hours(ttl_hours))?
+                signer.issue(tenant, &scopes, chrono::Duration::hours(ttl_hours))?
             );
         }
         Command::Reconcile {

@@ -3,6 +3,8 @@
 //! shared secret (HS256) and check the same `tenant_id` claim.
 
 use atlas_core::TenantId;
+
+use crate::Scope;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,9 @@ pub struct Claims {
     pub iss: String,
     /// A string, as API Gateway passes every claim to the function.
     pub tenant_id: String,
+    /// Space-separated scopes, as OAuth 2.0 writes them.
+    #[serde(default)]
+    pub scope: String,
     pub iat: i64,
     pub exp: i64,
 }
@@ -42,12 +47,18 @@ impl Signer {
         })
     }
 
-    pub fn issue(&self, tenant: TenantId, ttl: chrono::Duration) -> Result<String, JwtError> {
+    pub fn issue(
+        &self,
+        tenant: TenantId,
+        scopes: &[Scope],
+        ttl: chrono::Duration,
+    ) -> Result<String, JwtError> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: format!("tenant-{tenant}"),
             iss: ISSUER.into(),
             tenant_id: tenant.to_string(),
+            scope: scope_claim(scopes),
             iat: now,
             exp: now + ttl.num_seconds(),
         };
@@ -67,6 +78,15 @@ impl Signer {
     }
 }
 
+/// Scopes as the `scope` claim writes them.
+pub fn scope_claim(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,9 +95,15 @@ mod tests {
     fn issued_tokens_verify_and_carry_the_tenant() {
         let s = Signer::new(&[7; 32]).unwrap();
         let t = s
-            .issue(TenantId::new(3).unwrap(), chrono::Duration::hours(1))
+            .issue(
+                TenantId::new(3).unwrap(),
+                &Scope::ALL,
+                chrono::Duration::hours(1),
+            )
             .unwrap();
-        assert_eq!(s.verify(&t).unwrap().tenant_id, "3");
+        let claims = s.verify(&t).unwrap();
+        assert_eq!(claims.tenant_id, "3");
+        assert_eq!(claims.scope, "telemetry:write read admin");
     }
 
     #[test]
@@ -85,15 +111,27 @@ mod tests {
         let s = Signer::new(&[7; 32]).unwrap();
         let other = Signer::new(&[8; 32]).unwrap();
         let t = other
-            .issue(TenantId::new(3).unwrap(), chrono::Duration::hours(1))
+            .issue(
+                TenantId::new(3).unwrap(),
+                &Scope::ALL,
+                chrono::Duration::hours(1),
+            )
             .unwrap();
         assert!(s.verify(&t).is_err());
         let expired = s
-            .issue(TenantId::new(3).unwrap(), chrono::Duration::hours(-2))
+            .issue(
+                TenantId::new(3).unwrap(),
+                &Scope::ALL,
+                chrono::Duration::hours(-2),
+            )
             .unwrap();
         assert!(s.verify(&expired).is_err());
         let mut tampered = s
-            .issue(TenantId::new(3).unwrap(), chrono::Duration::hours(1))
+            .issue(
+                TenantId::new(3).unwrap(),
+                &Scope::ALL,
+                chrono::Duration::hours(1),
+            )
             .unwrap();
         tampered.insert(tampered.len() - 3, 'x');
         assert!(s.verify(&tampered).is_err());

@@ -9,7 +9,7 @@ pub mod jwt;
 pub mod local;
 mod response;
 
-pub use auth::{AuthError, tenant_from_request};
+pub use auth::{AuthError, Scope, authorize, tenant_from_request};
 pub use error::ApiError;
 pub use lambda_http::{Body, Request, Response};
 pub use response::{body_bytes, json, query_params, to_apigw_response};

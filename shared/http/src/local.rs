@@ -210,7 +210,8 @@ fn payload(
                      "sourceIp": source_ip, "userAgent": ""},
             "authorizer": {"jwt": {"claims": {
                 "sub": claims.sub, "iss": claims.iss, "tenant_id": claims.tenant_id,
-            }, "scopes": null}}
+                "scope": claims.scope,
+            }, "scopes": claims.scope.split_whitespace().collect::<Vec<_>>()}}
         },
         "body": body,
         "isBase64Encoded": base64,
@@ -232,6 +233,7 @@ pub fn in_process_request(
         sub: "in-process".into(),
         iss: "atlas-local".into(),
         tenant_id: tenant.to_string(),
+        scope: crate::jwt::scope_claim(&crate::Scope::ALL),
         iat: 0,
         exp: 0,
     };

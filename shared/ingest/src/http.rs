@@ -1,6 +1,6 @@
 //! `POST /v1/telemetry` behind API Gateway (and the local gateway).
 
-use atlas_http::{ApiError, Body, Request, Response, body_bytes, json, tenant_from_request};
+use atlas_http::{ApiError, Body, Request, Response, Scope, authorize, body_bytes, json};
 use http::{Method, StatusCode};
 
 use crate::{IngestService, Refused, TenantBatch, parse_batch};
@@ -25,7 +25,7 @@ async fn accept(svc: &IngestService, req: Request) -> Result<Response<Body>, Api
     if req.method() != Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
     }
-    let tenant = tenant_from_request(&req)?;
+    let tenant = authorize(&req, Scope::TelemetryWrite)?;
     let body = body_bytes(&req);
     let cfg = svc.config();
     let readings = parse_batch(body, cfg.max_body_bytes, cfg.max_readings)?;

@@ -19,7 +19,8 @@ use std::time::Instant;
 use atlas_cache::{HotCache, Lookup};
 use atlas_core::{AttributeName, DataType, EntityId};
 use atlas_http::{
-    ApiError, Body, Request, Response, body_bytes, json, query_params, tenant_from_request,
+    ApiError, Body, Request, Response, Scope, authorize, body_bytes, json, query_params,
+    tenant_from_request,
 };
 use atlas_plugins::Registry;
 use atlas_store::{Catalog, Pool};
@@ -131,12 +132,26 @@ pub async fn handle(api: &QueryApi, req: Request) -> Response<Body> {
 /// the catalog's TTL, and an unknown one before any plugin upload writes
 /// to S3 or compiles.
 async fn admit(api: &QueryApi, req: &Request) -> Result<(), ApiError> {
-    let tenant = tenant_from_request(req)?;
+    let tenant = authorize(req, scope_for(req.method(), req.uri().path()))?;
     match api.catalog.get(tenant).await.map_err(unavailable)? {
         Some(_) => Ok(()),
         None => Err(ApiError::unauthorized(format!(
             "tenant {tenant} does not exist or is inactive"
         ))),
+    }
+}
+
+/// The scope a request needs: changes to the catalog and the plugins need
+/// `admin`, everything else `read` (a method a path does not serve is
+/// answered 405 by the router, after this).
+fn scope_for(method: &Method, path: &str) -> Scope {
+    let changes = |prefix: &str| {
+        (path == prefix || path.starts_with(&format!("{prefix}/"))) && method != Method::GET
+    };
+    if changes(atlas_plugins::http::PREFIX) || changes("/v1/attributes") {
+        Scope::Admin
+    } else {
+        Scope::Read
     }
 }
 
