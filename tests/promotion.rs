@@ -329,3 +329,39 @@ async fn a_patch_waits_for_the_flush_batch_in_flight() {
     assert_eq!(firmware_of(&db, 9).await, Some(json!("v9-new")));
     assert_eq!(diverging(&db).await, 0);
 }
+
+/// The projection lock is per tenant: a batch holding tenant 1's rows
+/// never holds up tenant 2's PATCH (before, one lock served every tenant,
+/// and a tenant looping PATCH queued everyone's flushes).
+#[tokio::test]
+async fn another_tenants_patch_does_not_wait_for_the_batch_in_flight() {
+    let (db, api) = setup().await;
+    post_readings(
+        &db,
+        "1",
+        json!([{"entity_id": 9, "attribute": "firmware", "value": "v9", "ts": ago(1)}]),
+    )
+    .await;
+    let worker = db.pool(DbRole::Worker);
+    let mut client = worker.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    assert_eq!(flush_in(&tx, 1000, Mode::Fast).await.unwrap().moved, 1);
+    // A generous bound: without per-tenant locks the PATCH waits until the
+    // batch commits, which here is never before the bound.
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        atlas_query::http::handle(
+            &api,
+            api_request(
+                "2",
+                "PATCH",
+                "/v1/attributes/firmware",
+                Some(br#"{"is_hot": true}"#),
+            ),
+        ),
+    )
+    .await
+    .expect("tenant 2's PATCH does not wait for tenant 1's batch");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    tx.commit().await.unwrap();
+}

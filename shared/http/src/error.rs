@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The `Allow` header of a 405: the methods the path serves.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -19,6 +21,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            allow: None,
         }
     }
 
@@ -38,12 +41,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// `allowed` lists the path's methods as the `Allow` header writes
+    /// them ("GET, PATCH"), which RFC 9110 requires with a 405.
     pub fn method_not_allowed(allowed: &str) -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("use {allowed}"),
-        )
+        Self {
+            allow: Some(allowed.to_owned()),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("use {allowed}"),
+            )
+        }
     }
 
     /// The database or another dependency is down: retry later. Never used
@@ -57,6 +65,9 @@ impl ApiError {
             self.status,
             &json!({"error": {"code": self.code, "message": self.message}}),
         );
+        if let Some(allow) = self.allow.as_deref().and_then(|a| a.parse().ok()) {
+            resp.headers_mut().insert(http::header::ALLOW, allow);
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 http::header::RETRY_AFTER,

@@ -56,7 +56,7 @@ async fn route(registry: &Registry, req: Request) -> Result<Response<Body>, ApiE
                 &json!({ "name": name.as_str(), "deleted": true, "was_active": was_active }),
             ))
         }
-        ([_], _) => Err(ApiError::method_not_allowed("PUT or DELETE")),
+        ([_], _) => Err(ApiError::method_not_allowed("PUT, DELETE")),
         ([name, "versions", v, "activate"], Method::POST) => {
             let name = parse_name(name)?;
             let version = v.parse::<i32>().ok().filter(|v| *v > 0).ok_or_else(|| {

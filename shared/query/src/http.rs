@@ -459,10 +459,11 @@ fn time_range(
             })
     };
     let (from, to) = (time("from")?, time("to")?);
-    if to <= from {
+    // [from, to) with to == from is empty, and answers with nothing.
+    if to < from {
         return Err(ApiError::bad_request(
             "invalid_range",
-            "to must be after from",
+            "to must not be before from",
         ));
     }
     let max = chrono::Duration::from_std(max).unwrap_or(chrono::Duration::MAX);

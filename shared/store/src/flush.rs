@@ -23,7 +23,8 @@ macro_rules! flush_sql {
             r#"
 WITH moved AS (
     DELETE FROM entity_values_ingest
-    WHERE ctid = ANY (ARRAY(SELECT ctid FROM entity_values_ingest LIMIT $1 FOR UPDATE SKIP LOCKED))
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM entity_values_ingest WHERE tenant_id = ANY ($2)
+                            LIMIT $1 FOR UPDATE SKIP LOCKED))
     RETURNING *
 ), ts AS (
     -- Key order: two flushers meeting the same replayed keys wait on each
@@ -230,24 +231,33 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
     // the 202) are flushed again. WAL is replayed in order, so a later
     // synchronous commit also makes this one durable.
     //
-    // The shared projection lock orders batches against promotions and
-    // demotions (`hot::request` takes it exclusively): a batch either
+    // The projection locks order batches against promotions and demotions
+    // (`hot::request` takes its tenant's exclusively): a batch either
     // commits before the attribute flips, so the background work sees its
-    // rows, or takes its snapshot after, so it sees the new hotness.
+    // rows, or takes its snapshot after, so it sees the new hotness. The
+    // batch locks, shared and in ascending order, the tenants of the first
+    // `limit` staging rows, then claims rows of those tenants only, in a
+    // statement whose snapshot follows the locks.
     let setup = tx
         .prepare_cached(
             "SELECT set_config('synchronous_commit', 'off', true), \
-                    pg_advisory_xact_lock_shared($1)",
+                    ARRAY(SELECT t FROM (SELECT DISTINCT tenant_id AS t \
+                                         FROM (SELECT tenant_id FROM entity_values_ingest LIMIT $2) s \
+                                         ORDER BY t) o \
+                          WHERE pg_advisory_xact_lock_shared($1, atlas_projection_lock_key(t)) IS NOT NULL)",
         )
         .await?;
-    tx.execute(&setup, &[&crate::hot::PROJECTION_LOCK]).await?;
+    let tenants: Vec<i64> = tx
+        .query_one(&setup, &[&crate::hot::PROJECTION_LOCK, &limit])
+        .await?
+        .get(1);
     let stmt = tx
         .prepare_cached(match mode {
             Mode::Fast => FLUSH_FAST,
             Mode::Safe => FLUSH_SAFE,
         })
         .await?;
-    let row = tx.query_one(&stmt, &[&limit]).await?;
+    let row = tx.query_one(&stmt, &[&limit, &tenants]).await?;
     let tenants: Vec<i64> = row.get(5);
     let entities: Vec<i64> = row.get(6);
     Ok(Batch {

@@ -53,9 +53,11 @@ pub fn latest_change(r: &tokio_postgres::Row, first: usize) -> Option<HotChange>
     })
 }
 
-/// The advisory lock key that flush batches hold shared and hotness
-/// changes exclusively ("atlas hot" in ASCII).
-pub const PROJECTION_LOCK: i64 = 0x6174_6c61_7320_686f;
+/// The namespace of the per-tenant advisory locks (two-key form, with
+/// `atlas_projection_lock_key(tenant)` as the second key) that flush batches
+/// and background work hold shared and hotness changes exclusively ("ATHT"
+/// in ASCII).
+pub const PROJECTION_LOCK: i32 = 0x4154_4854;
 
 /// What `request` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +78,15 @@ pub async fn request(
     name: &AttributeName,
     hot: bool,
 ) -> Result<Requested, StoreError> {
-    // Waits for flush batches in flight (a batch lasts well under a
-    // second): none may commit a projection decided on the old hotness
-    // after the background work has started.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PROJECTION_LOCK])
-        .await?;
+    // Waits for the flush batches and background work in flight that hold
+    // this tenant's rows (a batch lasts well under a second): none may
+    // commit a projection decided on the old hotness after the background
+    // work has started. Other tenants' batches never wait for it.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, atlas_projection_lock_key($2))",
+        &[&PROJECTION_LOCK, &tenant.get()],
+    )
+    .await?;
     let row = tx
         .query_opt(
             "SELECT attribute_id, is_hot FROM attributes WHERE tenant_id = $1 AND attribute_name = $2 \
@@ -183,17 +189,36 @@ SELECT (SELECT count(*) FROM ents), (SELECT max(entity_id) FROM ents),
 pub async fn work_batch(pool: &Pool, batch: i64) -> Result<Option<Worked>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // The tenant's projection lock comes before the change's row, in the
+    // order a PATCH takes them, so the two never wait on each other in a
+    // circle; the next open change is peeked at to learn whose it is.
+    let Some(next) = tx
+        .query_opt(
+            "SELECT tenant_id FROM hot_changes WHERE state IN ('pending', 'running') \
+             ORDER BY change_id LIMIT 1",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let tenant: i64 = next.get(0);
+    tx.execute(
+        "SELECT pg_advisory_xact_lock_shared($1, atlas_projection_lock_key($2))",
+        &[&PROJECTION_LOCK, &tenant],
+    )
+    .await?;
     // SKIP LOCKED: two flushers work on two changes, or one waits its turn.
     let claim = tx
         .prepare_cached(
             "SELECT c.change_id, c.tenant_id, c.attribute_id, a.attribute_name, c.kind, \
                     c.cursor_entity, c.entities_total \
              FROM hot_changes c JOIN attributes a USING (attribute_id) \
-             WHERE c.state IN ('pending', 'running') \
+             WHERE c.state IN ('pending', 'running') AND c.tenant_id = $1 \
              ORDER BY c.change_id LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
         )
         .await?;
-    let Some(job) = tx.query_opt(&claim, &[]).await? else {
+    let Some(job) = tx.query_opt(&claim, &[&tenant]).await? else {
         return Ok(None);
     };
     let (change_id, tenant, attribute_id): (i64, i64, i64) = (job.get(0), job.get(1), job.get(2));
