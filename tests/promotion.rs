@@ -291,6 +291,23 @@ async fn a_newer_patch_supersedes_unfinished_work_and_bad_patches_are_refused() 
     assert_eq!(mine["is_hot"], false, "tenant 1's is untouched");
 }
 
+/// A flush batch, left open, holding tenant 1's new firmware reading of
+/// entity 9 ("v9-new").
+async fn batch_in_flight<'a>(
+    db: &TestDb,
+    client: &'a mut deadpool_postgres::Object,
+) -> deadpool_postgres::Transaction<'a> {
+    post_readings(
+        db,
+        "1",
+        json!([{"entity_id": 9, "attribute": "firmware", "value": "v9-new", "ts": ago(1)}]),
+    )
+    .await;
+    let tx = client.transaction().await.unwrap();
+    assert_eq!(flush_in(&tx, 1000, Mode::Fast).await.unwrap().moved, 1);
+    tx
+}
+
 /// A hotness change waits for the flush batch in flight, so the background
 /// work never misses a reading that batch is writing, nor does the batch
 /// write a projection decided on the old hotness after the work began.
@@ -298,17 +315,9 @@ async fn a_newer_patch_supersedes_unfinished_work_and_bad_patches_are_refused() 
 async fn a_patch_waits_for_the_flush_batch_in_flight() {
     let (db, api) = setup().await;
     let api = std::sync::Arc::new(api);
-    post_readings(
-        &db,
-        "1",
-        json!([{"entity_id": 9, "attribute": "firmware", "value": "v9-new", "ts": ago(1)}]),
-    )
-    .await;
     let worker = db.pool(DbRole::Worker);
     let mut client = worker.get().await.unwrap();
-    let tx = client.transaction().await.unwrap();
-    let batch = flush_in(&tx, 1000, Mode::Fast).await.unwrap();
-    assert_eq!(batch.moved, 1);
+    let tx = batch_in_flight(&db, &mut client).await;
     let patch = tokio::spawn({
         let api = api.clone();
         async move { make_hot(&api, true).await }
@@ -336,16 +345,9 @@ async fn a_patch_waits_for_the_flush_batch_in_flight() {
 #[tokio::test]
 async fn another_tenants_patch_does_not_wait_for_the_batch_in_flight() {
     let (db, api) = setup().await;
-    post_readings(
-        &db,
-        "1",
-        json!([{"entity_id": 9, "attribute": "firmware", "value": "v9", "ts": ago(1)}]),
-    )
-    .await;
     let worker = db.pool(DbRole::Worker);
     let mut client = worker.get().await.unwrap();
-    let tx = client.transaction().await.unwrap();
-    assert_eq!(flush_in(&tx, 1000, Mode::Fast).await.unwrap().moved, 1);
+    let tx = batch_in_flight(&db, &mut client).await;
     // A generous bound: without per-tenant locks the PATCH waits until the
     // batch commits, which here is never before the bound.
     let resp = tokio::time::timeout(
