@@ -383,6 +383,7 @@ async fn bad_attribute_definitions_are_typed_400s() {
     for (body, code) in [
         ("not json", "malformed_json"),
         (r#"{"name":"x"}"#, "malformed_json"),
+        (r#"["x", "int", true]"#, "malformed_json"),
         (
             r#"{"name":"x","data_type":"int","unit":"kPa"}"#,
             "malformed_json",

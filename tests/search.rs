@@ -263,6 +263,13 @@ async fn bad_and_hostile_searches_are_refused_with_a_named_reason() {
             "malformed_json",
             "filter",
         ),
+        (
+            // serde would read this array as {"filter": [], "order_by": "status", ...}.
+            json!([[], "status", null, null, null]),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "JSON object",
+        ),
     ];
     for (body, want_status, want_code, named) in cases {
         let (status, answer) = search(&api, "1", &body).await;

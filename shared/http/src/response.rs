@@ -12,6 +12,15 @@ pub fn body_bytes(req: &lambda_http::Request) -> &[u8] {
     }
 }
 
+/// Whether a body that parsed as JSON is an object. serde also fills a
+/// struct from an array, by position, so `[[...]]` would pass for
+/// `{"readings": [...]}`; every body of this API is an object.
+pub fn is_json_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+}
+
 /// The query string, the first value of each key.
 pub fn query_params(req: &lambda_http::Request) -> std::collections::HashMap<String, String> {
     use lambda_http::RequestExt;

@@ -55,6 +55,11 @@ pub fn parse_batch(
         serde_json::error::Category::Data => BatchError::WrongShape(e.to_string()),
         _ => BatchError::Malformed(e.to_string()),
     })?;
+    if !atlas_http::is_json_object(body) {
+        return Err(BatchError::WrongShape(
+            "the body is not a JSON object".into(),
+        ));
+    }
     if env.readings.len() > max_readings {
         return Err(BatchError::TooMany {
             got: env.readings.len(),
@@ -104,6 +109,11 @@ mod tests {
         ));
         assert!(matches!(
             parse(r#"{"readings": [], "x": 1}"#),
+            Err(BatchError::WrongShape(_))
+        ));
+        // serde would fill the envelope from an array by position.
+        assert!(matches!(
+            parse(r#"[[{"entity_id": 1, "attribute": "a", "value": 1}]]"#),
             Err(BatchError::WrongShape(_))
         ));
         assert_eq!(parse(r#"{"readings": []}"#).unwrap_err(), BatchError::Empty);

@@ -218,9 +218,16 @@ fn json_body<T: serde::de::DeserializeOwned>(req: &Request, shape: &str) -> Resu
             ),
         ));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let parsed = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request("malformed_json", format!("the body must be {shape}: {e}"))
-    })
+    })?;
+    if !atlas_http::is_json_object(body) {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            format!("the body must be {shape}, a JSON object"),
+        ));
+    }
+    Ok(parsed)
 }
 
 async fn search(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiError> {
