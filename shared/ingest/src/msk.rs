@@ -26,7 +26,7 @@ use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use base64::Engine;
 use serde::Serialize;
 
-use crate::{IngestError, IngestService, Progress, TenantBatch, parse_batch};
+use crate::{IngestConfig, IngestError, IngestService, Progress, TenantBatch, parse_batch};
 
 pub const TENANT_HEADER: &str = "tenant_id";
 
@@ -102,17 +102,7 @@ pub async fn handle(
             break;
         }
         handled += 1;
-        let batch = record_tenant(rec).and_then(|tenant| {
-            let body = decode(rec.value.as_deref())?;
-            let readings = parse_batch(&body, cfg.max_body_bytes, cfg.max_readings)
-                .map_err(|e| e.to_string())?;
-            Ok(TenantBatch {
-                tenant,
-                readings,
-                default_ts: rec.timestamp.0,
-            })
-        });
-        match batch {
+        match record_batch(rec, cfg) {
             Err(reason) => {
                 dead_letter(svc, rec, &reason, &mut report).await?;
             }
@@ -226,6 +216,19 @@ fn progress_after(
         reset: partitions.to_vec(),
         marks,
     }
+}
+
+/// One record as its tenant's batch, or why it can never be one.
+pub fn record_batch(rec: &KafkaRecord, cfg: &IngestConfig) -> Result<TenantBatch, String> {
+    let tenant = record_tenant(rec)?;
+    let body = decode(rec.value.as_deref())?;
+    let readings =
+        parse_batch(&body, cfg.max_body_bytes, cfg.max_readings).map_err(|e| e.to_string())?;
+    Ok(TenantBatch {
+        tenant,
+        readings,
+        default_ts: rec.timestamp.0,
+    })
 }
 
 fn record_tenant(rec: &KafkaRecord) -> Result<TenantId, String> {
