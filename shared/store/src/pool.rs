@@ -11,10 +11,11 @@ use crate::StoreError;
 
 pub type Pool = deadpool_postgres::Pool;
 
-/// Which database role a pool acts as. Locally one login (often a superuser)
-/// serves all; the pool then switches to the role at connect time so that
-/// Row-Level Security applies exactly as it does in the cloud, where each
-/// function logs in as a member of its role.
+/// Which database role a pool acts as. In the cloud each function logs in
+/// as its own login, a member of its role (migration V9), and nothing is
+/// switched. Locally one login (often a superuser) serves all; the pool
+/// then switches to the role on each new connection, so that Row-Level
+/// Security applies exactly as it does in the cloud.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbRole {
     /// Connect as the URL's user, unchanged (migrations, admin).
@@ -75,18 +76,11 @@ impl DbConfig {
 
     /// Builds the pool without connecting: Lambda init stays fast and a
     /// database outage surfaces per request, not as a crash loop.
+    ///
+    /// No startup options are sent: RDS Proxy refuses them ("RDS Proxy
+    /// currently doesn't support command-line options").
     pub fn pool(&self) -> Result<Pool, StoreError> {
-        let mut pg = parse_url(&self.url)?;
-        let mut options = Vec::new();
-        if let Some(role) = self.role.name() {
-            options.push(format!("-c role={role}"));
-        }
-        if self.generic_plans {
-            options.push("-c plan_cache_mode=force_generic_plan".into());
-        }
-        if !options.is_empty() {
-            pg.options(options.join(" "));
-        }
+        let pg = parse_url(&self.url)?;
         let mc = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -94,8 +88,48 @@ impl DbConfig {
             Some(tls) => Manager::from_config(pg, tls, mc),
             None => Manager::from_config(pg, NoTls, mc),
         };
-        Ok(Pool::builder(mgr).max_size(self.max_connections).build()?)
+        let mut builder = Pool::builder(mgr).max_size(self.max_connections);
+        if let Some(role) = self.role.name() {
+            let generic_plans = self.generic_plans;
+            builder = builder.post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+                Box::pin(async move {
+                    act_as(client, role, generic_plans)
+                        .await
+                        .map_err(deadpool_postgres::HookError::Backend)
+                })
+            }));
+        }
+        Ok(builder.build()?)
     }
+}
+
+/// A function's own login, a member of `role`, already acts as it, with the
+/// settings migration V9 put on it: nothing is sent. Any other login (a
+/// superuser locally, or one shared login) switches with `SET ROLE` and sets
+/// generic plans itself; behind RDS Proxy those SETs pin the session to one
+/// backend, which only such logins pay for.
+async fn act_as(
+    client: &Client,
+    role: &'static str,
+    generic_plans: bool,
+) -> Result<(), tokio_postgres::Error> {
+    let switch: bool = client
+        .query_one(
+            "SELECT r.rolsuper OR NOT pg_has_role(current_user, $1, 'USAGE') \
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[&role],
+        )
+        .await?
+        .get(0);
+    if switch {
+        // `role` is one of DbRole's constants, never input.
+        let mut sql = format!("SET ROLE {role}");
+        if generic_plans {
+            sql.push_str("; SET plan_cache_mode = force_generic_plan");
+        }
+        client.batch_execute(&sql).await?;
+    }
+    Ok(())
 }
 
 /// One connection as the URL's login, with the same TLS rules as the pools.

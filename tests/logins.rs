@@ -1,0 +1,158 @@
+//! Each function logs in as itself (migration V9), a member of exactly one
+//! role, and can become nothing else; its settings come from the login,
+//! not from startup options, which RDS Proxy refuses.
+
+use atlas_store::{DbConfig, DbRole};
+use atlas_tests::{TestDb, count, db_message, demo_tenants};
+
+/// `db`'s URL with another login.
+fn login_url(db: &TestDb, login: &str) -> String {
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{login}@{host}")
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+async fn setting(client: &tokio_postgres::Client, name: &str) -> (String, String) {
+    let row = client
+        .query_one(
+            "SELECT setting, source FROM pg_settings WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn each_function_login_can_become_nothing_else() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    let owner = db.owner().await;
+    let owner_name: String = owner
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(count(&owner, "SELECT count(*) FROM attributes").await > 0);
+    // statement_timeout in milliseconds: under each Lambda's timeout.
+    for (login, others, timeout_ms) in [
+        ("atlas_ingest", ["atlas_worker", "atlas_query"], "25000"),
+        ("atlas_query", ["atlas_worker", "atlas_ingest"], "25000"),
+        ("atlas_flusher", ["atlas_app", "atlas_heartbeat"], "60000"),
+        ("atlas_heartbeat", ["atlas_app", "atlas_flusher"], "60000"),
+    ] {
+        let client = connect(&login_url(&db, login)).await;
+        for role in others
+            .iter()
+            .copied()
+            .chain([owner_name.as_str(), "postgres"])
+        {
+            let err = client
+                .batch_execute(&format!("SET ROLE {role}"))
+                .await
+                .expect_err(&format!("{login} must not become {role}"));
+            assert!(
+                db_message(&err).contains("permission denied"),
+                "{login} -> {role}: {err}"
+            );
+        }
+        assert_eq!(
+            setting(&client, "statement_timeout").await,
+            (timeout_ms.to_owned(), "user".to_owned()),
+            "{login}: from ALTER ROLE"
+        );
+        assert_eq!(
+            setting(&client, "idle_in_transaction_session_timeout")
+                .await
+                .1,
+            "user",
+            "{login}"
+        );
+    }
+    // The app logins see no tenant's rows without the tenant setting.
+    for login in ["atlas_ingest", "atlas_query"] {
+        let client = connect(&login_url(&db, login)).await;
+        for table in [
+            "tenants",
+            "attributes",
+            "entities",
+            "entity_jsonb",
+            "entity_values_ts",
+        ] {
+            assert_eq!(
+                count(&client, &format!("SELECT count(*) FROM {table}")).await,
+                0,
+                "{login} {table}"
+            );
+        }
+        client
+            .batch_execute("BEGIN; SELECT set_config('app.tenant_id', '1', true)")
+            .await
+            .unwrap();
+        assert!(
+            count(&client, "SELECT count(*) FROM attributes").await > 0,
+            "{login} with its tenant"
+        );
+        assert_eq!(
+            count(
+                &client,
+                "SELECT count(*) FROM attributes WHERE tenant_id <> 1"
+            )
+            .await,
+            0
+        );
+        client.batch_execute("COMMIT").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_pool_connects_as_rds_proxy_requires() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    // The query API's own pool, as the query API's own login: no startup
+    // options and no SET, so the session's role is untouched and its
+    // settings come from the login.
+    let pool = DbConfig {
+        generic_plans: true,
+        ..DbConfig::new(login_url(&db, "atlas_query"), DbRole::App)
+    }
+    .pool()
+    .unwrap();
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one("SELECT current_user::text, current_setting('role')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("atlas_query".into(), "none".into())
+    );
+    for name in ["plan_cache_mode", "statement_timeout"] {
+        let (value, source) = setting(&client, name).await;
+        assert_eq!(
+            source, "user",
+            "{name}={value} comes from the login, not the client"
+        );
+    }
+    assert_eq!(
+        setting(&client, "plan_cache_mode").await.0,
+        "force_generic_plan"
+    );
+    // The local path: a superuser login switches to the role itself.
+    let local = DbConfig::new(&db.url, DbRole::App).pool().unwrap();
+    let client = local.get().await.unwrap();
+    let role: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(role, "atlas_app");
+}
