@@ -304,3 +304,21 @@ async fn no_role_of_the_app_may_create_temporary_objects() {
         assert!(err.contains("permission denied"), "{role:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_change_cannot_name_another_tenants_attribute() {
+    let db = TestDb::new().await;
+    let (a, b, attr_a, attr_b) = two_tenants(&db).await;
+    // Even the owner, whom Row-Level Security does not stop, cannot tie
+    // tenant B's change to tenant A's attribute: the key names the tenant.
+    let owner = db.owner().await;
+    let insert =
+        "INSERT INTO hot_changes (tenant_id, attribute_id, kind) VALUES ($1, $2, 'promote')";
+    let err = owner
+        .execute(insert, &[&b.get(), &attr_a])
+        .await
+        .expect_err("another tenant's attribute");
+    assert!(db_message(&err).contains("foreign key"), "{err}");
+    owner.execute(insert, &[&a.get(), &attr_a]).await.unwrap();
+    owner.execute(insert, &[&b.get(), &attr_b]).await.unwrap();
+}

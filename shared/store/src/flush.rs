@@ -51,7 +51,7 @@ WITH moved AS (
            coalesce(to_jsonb(m.value_int), to_jsonb(m.value_decimal), to_jsonb(m.value_bool),
                     to_jsonb(m.value_timestamp), to_jsonb(m.value)) AS v
     FROM moved m
-    JOIN attributes a ON a.attribute_id = m.attribute_id AND a.is_hot
+    JOIN attributes a ON a.tenant_id = m.tenant_id AND a.attribute_id = m.attribute_id AND a.is_hot
     ORDER BY m.tenant_id, m.entity_id, m.attribute_id, m.ingested_at DESC
 ), hot AS (
     -- Ordered so concurrent flushers lock projection rows in one global order.

@@ -213,7 +213,7 @@ pub async fn work_batch(pool: &Pool, batch: i64) -> Result<Option<Worked>, Store
         .prepare_cached(
             "SELECT c.change_id, c.tenant_id, c.attribute_id, a.attribute_name, c.kind, \
                     c.cursor_entity, c.entities_total \
-             FROM hot_changes c JOIN attributes a USING (attribute_id) \
+             FROM hot_changes c JOIN attributes a USING (tenant_id, attribute_id) \
              WHERE c.state IN ('pending', 'running') AND c.tenant_id = $1 \
              ORDER BY c.change_id LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
         )
