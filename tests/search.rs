@@ -10,7 +10,7 @@ use atlas_ingest::{IngestConfig, IngestService};
 use atlas_query::QueryApi;
 use atlas_query::search::{CursorKey, Search, SearchRequest};
 use atlas_store::{DbRole, begin_tenant};
-use atlas_tests::{TestDb, api_request, body_json, demo_tenants, flush_all, query_api};
+use atlas_tests::{TestDb, api_request, body_json, count, demo_tenants, flush_all, query_api};
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -441,4 +441,78 @@ async fn a_cursor_is_honoured_only_for_the_tenant_it_was_issued_to() {
     let (status, out) = search(&other, "1", &next).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
     assert_eq!(out["error"]["code"], "invalid_cursor");
+}
+
+/// Server memory held by this connection's cached plans, in bytes. The
+/// view is the superuser's, whose login the test connection has; it steps
+/// out of its role to read it and back in.
+async fn plan_memory(client: &tokio_postgres::Client) -> i64 {
+    client.batch_execute("RESET ROLE").await.unwrap();
+    let bytes = client
+        .query_one(
+            "SELECT coalesce(sum(total_bytes), 0)::bigint FROM pg_backend_memory_contexts \
+             WHERE name IN ('CachedPlan', 'CachedPlanSource', 'CachedPlanQuery')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client.batch_execute("SET ROLE atlas_app").await.unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn prepared_search_shapes_are_bounded_per_connection() {
+    let (db, _, _) = setup().await;
+    // One connection, so every shape lands on the same server backend.
+    let pool = atlas_store::DbConfig {
+        max_connections: 1,
+        generic_plans: true,
+        ..atlas_store::DbConfig::new(&db.url, DbRole::App)
+    }
+    .pool()
+    .unwrap();
+    let tenant = TenantId::parse("1").unwrap();
+    let catalog = {
+        let mut client = pool.get().await.unwrap();
+        let tx = begin_tenant(&mut client, tenant).await.unwrap();
+        let c = atlas_store::TenantCatalog::load(&tx, tenant).await.unwrap();
+        tx.commit().await.unwrap();
+        c
+    };
+    let key = CursorKey::random();
+    let (mut most, mut peak, mut shapes) = (0, 0, 0);
+    for n in 1..=20 {
+        for order_by in ["updated_at", "status", "priority", "region"] {
+            for order in ["asc", "desc"] {
+                let filter: Vec<Value> = (0..n)
+                    .map(|_| json!({"attribute": "status", "op": "exists"}))
+                    .collect();
+                let req: SearchRequest = serde_json::from_value(
+                    json!({"filter": filter, "order_by": order_by, "order": order, "limit": 5}),
+                )
+                .unwrap();
+                Search::parse(req, catalog.as_ref(), tenant, &key)
+                    .unwrap()
+                    .run(&pool, tenant)
+                    .await
+                    .unwrap();
+                shapes += 1;
+                let client = pool.get().await.unwrap();
+                let held = count(&client, "SELECT count(*) FROM pg_prepared_statements").await;
+                most = most.max(held);
+                peak = peak.max(plan_memory(&client).await);
+            }
+        }
+    }
+    println!(
+        "{shapes} search shapes: at most {most} statements prepared at once, \
+         at most {} KiB of cached plans",
+        peak / 1024
+    );
+    assert_eq!(shapes, 160);
+    assert!(
+        most <= atlas_query::search::MAX_PREPARED as i64 + 1,
+        "{most} statements prepared on one connection"
+    );
 }

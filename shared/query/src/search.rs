@@ -24,6 +24,9 @@ pub const MAX_CONDITIONS: usize = 20;
 /// Most values one `in` may list.
 pub const MAX_IN_VALUES: usize = 100;
 pub const MAX_LIMIT: i64 = 1000;
+/// Most statements one connection keeps prepared: each search shape's
+/// generic plan holds server memory (see README, "Reads").
+pub const MAX_PREPARED: usize = 16;
 pub const DEFAULT_LIMIT: i64 = 100;
 
 /// The body of `POST /v1/entities/search`, as sent.
@@ -552,6 +555,13 @@ impl Search {
     pub async fn run(&self, pool: &Pool, tenant: TenantId) -> Result<Page, StoreError> {
         let st = self.statement(tenant);
         let mut client = pool.get().await?;
+        // Every filter shape is a statement of its own, kept prepared with
+        // its generic plan, and callers choose the shapes: past a bound the
+        // connection's statements are all let go (the few fixed ones are
+        // prepared again on their next use).
+        if client.statement_cache.size() >= MAX_PREPARED {
+            client.statement_cache.clear();
+        }
         let tx = begin_tenant(&mut client, tenant).await?;
         let prepared = tx.prepare_cached(&st.sql).await?;
         let rows = tx.query(&prepared, &st.params()).await?;
