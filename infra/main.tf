@@ -115,7 +115,7 @@ resource "aws_lambda_function" "function" {
   timeout          = each.value.timeout
 
   environment {
-    variables = merge(local.common_env, each.value.env)
+    variables = merge(local.common_env, each.value.env, local.db_credentials_env[each.key])
   }
 
   vpc_config {
@@ -130,8 +130,8 @@ resource "aws_lambda_function" "function" {
   depends_on = [aws_cloudwatch_log_group.function]
 }
 
-# Signs the query API's search cursors (HMAC-SHA256). Like the database
-# URL, it is in the function's environment and the state for now.
+# Signs the query API's search cursors (HMAC-SHA256). It is in the query
+# API's environment and the state for now, unlike the database credentials.
 resource "random_password" "cursor_key" {
   length  = 48
   special = false

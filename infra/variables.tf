@@ -20,9 +20,20 @@ variable "artifacts_dir" {
 }
 
 variable "database_url" {
-  description = "PostgreSQL URL for the functions (an RDS Proxy endpoint; TLS is used for every non-local host)."
+  description = "PostgreSQL URL for the functions without a password (an RDS Proxy endpoint, its port and database; TLS is used for every non-local host). Each function's login and password come from its secret (credentials.tf) or an IAM token."
   type        = string
-  sensitive   = true
+}
+
+variable "db_iam_auth" {
+  description = "Connect with RDS IAM auth tokens instead of Secrets Manager passwords (each login needs GRANT rds_iam)."
+  type        = bool
+  default     = false
+}
+
+variable "db_resource_id" {
+  description = "The DB instance's or proxy's resource id (db-..., prx-...), for rds-db:connect when db_iam_auth is set."
+  type        = string
+  default     = ""
 }
 
 variable "replica_urls" {

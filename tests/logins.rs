@@ -2,6 +2,7 @@
 //! role, and can become nothing else; its settings come from the login,
 //! not from startup options, which RDS Proxy refuses.
 
+use atlas_cloud::credentials::Credentials;
 use atlas_store::{DbConfig, DbRole};
 use atlas_tests::{TestDb, count, db_message, demo_tenants};
 
@@ -155,4 +156,102 @@ async fn a_pool_connects_as_rds_proxy_requires() {
         .unwrap()
         .get(0);
     assert_eq!(role, "atlas_app");
+}
+
+async fn session_user(pool: &atlas_store::Pool) -> String {
+    pool.get()
+        .await
+        .unwrap()
+        .query_one("SELECT session_user::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The pool reads its login from a Secrets Manager secret (moto here), and
+/// reads it again when the database refuses it: a rotation needs no
+/// redeploy. The rotation moves from one test login to another and drops
+/// the first, as a rotated password stops working.
+#[tokio::test]
+async fn a_rotated_secret_is_read_again_when_the_database_refuses_the_old_login() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    let owner = db.owner().await;
+    let tag = format!("{}_{}", std::process::id(), fastrand::u32(..));
+    let (first, second) = (format!("atlas_rot_{tag}_a"), format!("atlas_rot_{tag}_b"));
+    owner
+        .batch_execute(&format!(
+            "CREATE ROLE {first} LOGIN IN ROLE atlas_app; CREATE ROLE {second} LOGIN IN ROLE atlas_app"
+        ))
+        .await
+        .unwrap();
+    let sdk = aws_config::load_from_env().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let id = format!("atlas/test/{tag}");
+    let value = |user: &str| {
+        serde_json::json!({"username": user, "password": format!("pw-{user}"), "engine": "postgres"})
+            .to_string()
+    };
+    secrets
+        .create_secret()
+        .name(&id)
+        .secret_string(value(&first))
+        .send()
+        .await
+        .expect("Secrets Manager (moto, see .ci/test) is required for this test");
+
+    // The URL names the database only; the login comes from the secret.
+    let url = login_url(&db, "nobody");
+    let pool = DbConfig {
+        credentials: std::sync::Arc::new(Credentials::secret(id.clone(), sdk.clone())),
+        ..DbConfig::new(url, DbRole::App)
+    }
+    .pool()
+    .unwrap();
+    assert_eq!(session_user(&pool).await, first);
+
+    // Rotate: the secret names the second login, the first one goes away.
+    secrets
+        .put_secret_value()
+        .secret_id(&id)
+        .secret_string(value(&second))
+        .send()
+        .await
+        .unwrap();
+    pool.retain(|_, _| false);
+    owner
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{first}'; DROP ROLE {first}"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(session_user(&pool).await, second);
+
+    drop(pool);
+    owner
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{second}'"
+        ))
+        .await
+        .unwrap();
+    let _ = owner.batch_execute(&format!("DROP ROLE {second}")).await;
+    let _ = secrets
+        .delete_secret()
+        .secret_id(&id)
+        .force_delete_without_recovery(true)
+        .send()
+        .await;
+}
+
+#[tokio::test]
+async fn iam_authentication_refuses_a_connection_without_tls() {
+    let db = TestDb::new().await;
+    let sdk = aws_config::load_from_env().await;
+    let err = DbConfig {
+        credentials: std::sync::Arc::new(Credentials::iam(sdk)),
+        ..DbConfig::new(&db.url, DbRole::App)
+    }
+    .pool()
+    .expect_err("a token must not travel in clear text");
+    assert!(err.to_string().contains("needs TLS"), "{err}");
 }

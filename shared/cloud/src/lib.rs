@@ -3,5 +3,6 @@
 //! Metric Format on stdout in Lambda, a tracing line locally).
 
 pub mod config;
+pub mod credentials;
 pub mod metrics;
 pub mod telemetry;

@@ -2,9 +2,14 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use atlas_cloud::credentials::Credentials;
+use deadpool_postgres::{Connect, Manager, ManagerConfig, RecyclingMethod};
+use futures_util::future::BoxFuture;
+use tokio::task::JoinHandle;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::StoreError;
@@ -40,6 +45,9 @@ impl DbRole {
 pub struct DbConfig {
     pub url: String,
     pub role: DbRole,
+    /// Where the login's password comes from: the URL, a Secrets Manager
+    /// secret or an RDS IAM token (`ATLAS_DB_SECRET_ID`, `ATLAS_DB_IAM_AUTH`).
+    pub credentials: Arc<Credentials>,
     pub max_connections: usize,
     /// Extra CA certificates (PEM), e.g. Amazon RDS's bundle, which the
     /// public web roots do not contain.
@@ -56,6 +64,7 @@ impl DbConfig {
         Self {
             url: url.into(),
             role,
+            credentials: Arc::new(Credentials::Url),
             max_connections: 8,
             ca_bundle: None,
             generic_plans: false,
@@ -71,6 +80,7 @@ impl DbConfig {
         cfg.ca_bundle = std::env::var_os("ATLAS_DB_CA_BUNDLE")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
+        cfg.credentials = Arc::new(Credentials::from_env()?);
         Ok(cfg)
     }
 
@@ -84,9 +94,24 @@ impl DbConfig {
         let mc = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
+        let credentials = self.credentials.clone();
         let mgr = match tls_for(&pg, self.ca_bundle.as_deref())? {
-            Some(tls) => Manager::from_config(pg, tls, mc),
-            None => Manager::from_config(pg, NoTls, mc),
+            Some(tls) => Manager::from_connect(pg, Connector { tls, credentials }, mc),
+            None if credentials.is_iam() => {
+                return Err(StoreError::Url(
+                    "IAM authentication sends a token as the password, so it needs TLS: \
+                     connect to the RDS endpoint, not a local or sslmode=disable URL"
+                        .into(),
+                ));
+            }
+            None => Manager::from_connect(
+                pg,
+                Connector {
+                    tls: NoTls,
+                    credentials,
+                },
+                mc,
+            ),
         };
         let mut builder = Pool::builder(mgr).max_size(self.max_connections);
         if let Some(role) = self.role.name() {
@@ -130,6 +155,97 @@ async fn act_as(
         client.batch_execute(&sql).await?;
     }
     Ok(())
+}
+
+/// Connects with the credentials of the moment: the secret's user and
+/// password, or a fresh IAM token. When the server refuses them, they are
+/// fetched again once (a rotated secret) before the refusal stands.
+struct Connector<T> {
+    tls: T,
+    credentials: Arc<Credentials>,
+}
+
+impl<T> Connect for Connector<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    fn connect(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> BoxFuture<'_, Result<(Client, JoinHandle<()>), tokio_postgres::Error>> {
+        let pg = pg.clone();
+        Box::pin(async move {
+            match self.attempt(&pg, false).await {
+                Err(e) if refused_login(&e) && !matches!(*self.credentials, Credentials::Url) => {
+                    tracing::info!(credentials = ?self.credentials, "the database refused the login; fetching the credentials again");
+                    self.attempt(&pg, true).await
+                }
+                other => other,
+            }
+        })
+    }
+}
+
+impl<T> Connector<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    async fn attempt(
+        &self,
+        pg: &tokio_postgres::Config,
+        fresh: bool,
+    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+        let mut pg = pg.clone();
+        // A credential that cannot be had is logged, and the connection
+        // tried without it: the server's refusal is the error callers see.
+        match self.credentials.db_secret(fresh).await {
+            Ok(Some(secret)) => {
+                if let Some(user) = &secret.username {
+                    pg.user(user);
+                }
+                pg.password(secret.password);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "no database secret"),
+        }
+        if self.credentials.is_iam() {
+            let host = match pg.get_hosts().first() {
+                Some(Host::Tcp(h)) => h.clone(),
+                _ => String::new(),
+            };
+            let port = pg.get_ports().first().copied().unwrap_or(5432);
+            let user = pg.get_user().unwrap_or_default().to_owned();
+            match self.credentials.iam_token(&host, port, &user, fresh).await {
+                Ok(Some(token)) => {
+                    pg.password(token);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "no RDS IAM auth token"),
+            }
+        }
+        let (client, connection) = pg.connect(self.tls.clone()).await?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "database connection closed");
+            }
+        });
+        Ok((client, task))
+    }
+}
+
+/// The server refused this login: a wrong password, or a role that does
+/// not (or no longer) exist.
+fn refused_login(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(&SqlState::INVALID_PASSWORD) | Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+    )
 }
 
 /// One connection as the URL's login, with the same TLS rules as the pools.
