@@ -22,9 +22,12 @@ macro_rules! flush_sql {
         concat!(
             r#"
 WITH moved AS (
-    -- The rows the batch claimed (and locked) in its first statement.
+    -- The rows this batch claimed in its first statement come first in
+    -- heap order among the free rows of their tenants, so they are the
+    -- ones taken again here.
     DELETE FROM entity_values_ingest
-    WHERE ctid = ANY ($1::text[]::tid[])
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM entity_values_ingest WHERE tenant_id = ANY ($2)
+                            LIMIT $1 FOR UPDATE SKIP LOCKED))
     RETURNING *
 ), ts AS (
     -- Key order: two flushers meeting the same replayed keys wait on each
@@ -236,19 +239,21 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
     // commits before the attribute flips, so the background work sees its
     // rows, or takes its snapshot after, so it sees the new hotness. So the
     // batch first claims its rows (the oldest free ones, locked), then
-    // locks their tenants shared and in ascending order, and moves the rows
-    // in a second statement, whose snapshot follows the locks.
+    // locks their tenants shared and in ascending order, and moves rows of
+    // those tenants only in a second statement, whose snapshot follows the
+    // locks. (Taking the tenants of the first rows whether free or not made
+    // a second flusher pass over older rows of other tenants: the flush
+    // lag doubled.)
     let claim = tx
         .prepare_cached(
-            "WITH claimed AS (SELECT ctid, tenant_id FROM entity_values_ingest \
+            "WITH claimed AS (SELECT tenant_id FROM entity_values_ingest \
                               LIMIT $2 FOR UPDATE SKIP LOCKED) \
              SELECT set_config('synchronous_commit', 'off', true), \
-                    ARRAY(SELECT ctid::text FROM claimed), \
                     ARRAY(SELECT t FROM (SELECT DISTINCT tenant_id AS t FROM claimed ORDER BY t) o \
                           WHERE pg_advisory_xact_lock_shared($1, atlas_projection_lock_key(t)) IS NOT NULL)",
         )
         .await?;
-    let rows: Vec<String> = tx
+    let tenants: Vec<i64> = tx
         .query_one(&claim, &[&crate::hot::PROJECTION_LOCK, &limit])
         .await?
         .get(1);
@@ -258,7 +263,7 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
             Mode::Safe => FLUSH_SAFE,
         })
         .await?;
-    let row = tx.query_one(&stmt, &[&rows]).await?;
+    let row = tx.query_one(&stmt, &[&limit, &tenants]).await?;
     let tenants: Vec<i64> = row.get(5);
     let entities: Vec<i64> = row.get(6);
     Ok(Batch {
