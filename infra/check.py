@@ -91,8 +91,6 @@ for r in blocks("resource"):
                     for k, v in body["for_each"].items():
                         routes.append(unquote(k))
                         scopes[unquote(k)] = [unquote(v)]
-                elif key == "${each.value}":
-                    routes += re.findall(r'"([^"]+)"', body["for_each"])
                 else:
                     routes.append(key)
                     scopes[key] = [unquote(x) for x in body.get("authorization_scopes", [])]

@@ -119,8 +119,8 @@ pub async fn handle(
 
     let deferred = deferred_from.map_or(&[][..], |i| &records[i..]);
     report.deferred_records = deferred.len();
-    let progress = progress_after(&partitions, &last, deferred);
-    let outcomes = svc.commit(plans, Some(&progress)).await?;
+    let progress = progress_after(&marks, &last, deferred);
+    let outcomes = svc.commit(plans, progress.as_ref()).await?;
     for (outcome, rec) in outcomes.into_iter().zip(planned) {
         match outcome {
             Ok(o) => {
@@ -193,12 +193,15 @@ fn finished_offsets(
 
 /// Marks for the partitions that still have deferred records and were
 /// begun; every other partition of the batch is finished, or untouched and
-/// starts from its first record on the retry either way.
+/// starts from its first record on the retry either way. The marks stored
+/// before are replaced. `None` when there is nothing to store or forget,
+/// as for almost every batch: it then costs the staging transaction no
+/// statement.
 fn progress_after(
-    partitions: &[Partition],
+    stored: &HashMap<Partition, Mark>,
     last: &BTreeMap<Partition, &KafkaRecord>,
     deferred: &[&KafkaRecord],
-) -> Progress {
+) -> Option<Progress> {
     let mut pending: Vec<Partition> = deferred.iter().map(|r| partition_of(r)).collect();
     pending.dedup();
     let marks = pending
@@ -211,11 +214,11 @@ fn progress_after(
             };
             Some((p, mark))
         })
-        .collect();
-    Progress {
-        reset: partitions.to_vec(),
+        .collect::<Vec<_>>();
+    (!marks.is_empty() || !stored.is_empty()).then(|| Progress {
+        reset: stored.keys().cloned().collect(),
         marks,
-    }
+    })
 }
 
 /// One record as its tenant's batch, or why it can never be one.

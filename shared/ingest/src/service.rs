@@ -376,9 +376,9 @@ struct Pending {
     value: serde_json::Value,
 }
 
-/// The partitions of an MSK batch (`reset`) and, for those it leaves
-/// unfinished, where the retry picks up (`marks`); committed with the
-/// staged readings.
+/// The MSK partitions whose stored marks are forgotten (`reset`) and, for
+/// those a batch leaves unfinished, where the retry picks up (`marks`);
+/// committed with the staged readings.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
     pub reset: Vec<progress::Partition>,
