@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import re
+import subprocess
 import sys
 
 import hcl2
@@ -46,18 +47,20 @@ for l in local_blocks:
 if set(functions) != set(crates):
     errors.append(f"Lambda functions {sorted(functions)} differ from function crates {sorted(crates)}")
 
-# 2. Every setting Terraform passes is read by the code.
+# 2. Every setting Terraform passes is read by the settings module.
 code = ""
 for p in glob.glob(os.path.join(ROOT, "shared", "**", "*.rs"), recursive=True):
     code += open(p).read()
+SETTINGS = os.path.join(ROOT, "shared", "app", "src", "settings.rs")
+settings_code = open(SETTINGS).read()
 env = {}
 for l in local_blocks:
     env.update(l.get("common_env", {}))
 for f in functions.values():
     env.update(f.get("env", {}))
 for name in env:
-    if name != "RUST_LOG" and f'"{name}"' not in code:
-        errors.append(f"Terraform sets {name}, which no code reads")
+    if name != "RUST_LOG" and f'"{name}"' not in settings_code:
+        errors.append(f"Terraform sets {name}, which shared/app/src/settings.rs never reads")
 
 # 3. Every ATLAS_* setting the code reads is documented in the README.
 readme = open(os.path.join(ROOT, "README.md")).read()
@@ -120,6 +123,35 @@ for p in glob.glob(os.path.join(ROOT, "events", "*.json")):
         json.load(open(p))
     except ValueError as e:
         errors.append(f"{p}: {e}")
+
+# 7. Settings have one home: no code a Lambda links reads the environment
+# outside shared/app/src/settings.rs, except to ask whether it runs in
+# Lambda and to follow the AWS SDK's own endpoint override.
+DEV_ONLY = {"devstack", "cli", "bench", "gateway"}
+ALLOWED_READS = {"AWS_LAMBDA_FUNCTION_NAME", "AWS_ENDPOINT_URL_S3"}
+for p in glob.glob(os.path.join(ROOT, "shared", "*", "src", "**", "*.rs"), recursive=True) + glob.glob(
+    os.path.join(ROOT, "functions", "*", "src", "**", "*.rs"), recursive=True
+):
+    crate = os.path.relpath(p, ROOT).split(os.sep)[1]
+    if p == SETTINGS or crate in DEV_ONLY:
+        continue
+    for name in re.findall(r'env::var(?:_os)?\(\s*"([A-Z0-9_]+)"', open(p).read()):
+        if name not in ALLOWED_READS:
+            errors.append(f"{os.path.relpath(p, ROOT)} reads {name}; settings are read in shared/app/src/settings.rs")
+
+# 8. No Lambda links the development-only crates.
+for fn, cargo in sorted(crates.items()):
+    package = re.search(r'\[package\]\s*name\s*=\s*"([^"]+)"', open(cargo).read()).group(1)
+    tree = subprocess.run(
+        ["cargo", "tree", "--locked", "--offline", "-e", "normal", "--prefix", "none", "-p", package],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if tree.returncode != 0:
+        errors.append(f"cargo tree -p {package} failed: {tree.stderr.strip()[:300]}")
+        continue
+    linked = {line.split()[0] for line in tree.stdout.splitlines() if line.strip()}
+    for dev_only in sorted(linked & {f"atlas-{c}" for c in DEV_ONLY} | linked & {"jsonwebtoken"}):
+        errors.append(f"the {fn} Lambda links {dev_only}, which is for local use only")
 
 if errors:
     print("infra check failed:")

@@ -7,8 +7,8 @@
 
 use atlas_devstack::cluster::Cluster;
 use atlas_ingest::{IngestConfig, IngestService};
-use atlas_store::DbRole;
 use atlas_store::flush::{FlushConfig, flush_batch};
+use atlas_store::{DbConfig, DbRole};
 use atlas_tests::{apigw_request, body_json, count};
 use serde_json::json;
 
@@ -26,7 +26,7 @@ async fn acknowledged_readings_survive_a_database_crash() {
         .port();
     let cluster = Cluster::start(&dir, port).expect("a throwaway cluster");
     let url = cluster.url();
-    atlas_store::migrate(&url, &Default::default())
+    atlas_store::migrate(&DbConfig::new(&url, DbRole::AsLogin), &Default::default())
         .await
         .unwrap();
     let worker = atlas_store::DbConfig::new(&url, DbRole::Worker)

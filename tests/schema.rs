@@ -2,15 +2,18 @@
 //! application role, migrations that are idempotent.
 
 use atlas_core::{AcceptWindow, AttributeName, DataType, TenantId};
-use atlas_store::{DbRole, begin_tenant, ensure_attribute, ensure_tenant};
+use atlas_store::{DbConfig, DbRole, begin_tenant, ensure_attribute, ensure_tenant};
 use atlas_tests::{TestDb, current_partition, db_message};
 
 #[tokio::test]
 async fn migrations_run_twice_without_change() {
     let db = TestDb::new().await;
-    let applied = atlas_store::migrate(&db.url, &AcceptWindow::default())
-        .await
-        .unwrap();
+    let applied = atlas_store::migrate(
+        &DbConfig::new(&db.url, DbRole::AsLogin),
+        &AcceptWindow::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(applied, 0, "a second run applies nothing");
     let owner = db.owner().await;
     let n: i64 = owner

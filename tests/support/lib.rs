@@ -43,9 +43,12 @@ impl TestDb {
             .await
             .expect("create test database");
         let url = atlas_store::with_database(&admin, &name);
-        atlas_store::migrate(&url, &AcceptWindow::default())
-            .await
-            .expect("migrations apply");
+        atlas_store::migrate(
+            &DbConfig::new(&url, DbRole::AsLogin),
+            &AcceptWindow::default(),
+        )
+        .await
+        .expect("migrations apply");
         Self { name, url }
     }
 

@@ -7,11 +7,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     atlas_cloud::telemetry::init();
-    let mut flusher = atlas_store::flush::Flusher::from_env()?;
-    // Changed projections are dropped from the query API's cache.
-    if let Some(cfg) = atlas_cache::CacheConfig::from_env()? {
-        flusher = flusher.with_listener(std::sync::Arc::new(atlas_cache::HotCache::new(cfg)?));
-    }
+    let flusher = atlas_app::startup::flusher(&atlas_app::Settings::from_env()?)?;
     let flusher = &flusher;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = atlas_cloud::telemetry::deadline_instant(event.context.deadline);

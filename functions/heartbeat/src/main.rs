@@ -2,20 +2,17 @@
 //! and it writes a heartbeat every few seconds until shortly before its
 //! deadline. All logic lives in `atlas_store::heartbeat`.
 
-use atlas_store::heartbeat::{HeartbeatConfig, beat_until};
-use atlas_store::{DbConfig, DbRole};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     atlas_cloud::telemetry::init();
-    let pool = DbConfig::from_env(DbRole::Worker)?.pool()?;
-    let config = HeartbeatConfig::from_env()?;
-    let (pool, config) = (&pool, &config);
+    let heartbeat = atlas_app::startup::heartbeat(&atlas_app::Settings::from_env()?)?;
+    let heartbeat = &heartbeat;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = atlas_cloud::telemetry::deadline_instant(event.context.deadline);
-        let beats = beat_until(pool, config, deadline).await?;
+        let beats = heartbeat.beat_until(deadline).await?;
         tracing::info!(?beats, "heartbeat run finished");
         Ok::<_, Error>(serde_json::to_value(beats)?)
     }))

@@ -6,7 +6,7 @@ use lambda_runtime::{Error, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     atlas_cloud::telemetry::init();
-    let svc = atlas_ingest::IngestService::from_env().await?;
+    let svc = atlas_app::startup::ingest(&atlas_app::Settings::from_env()?).await?;
     let svc = &svc;
     run(service_fn(move |event| {
         atlas_ingest::lambda::handle(svc, event)

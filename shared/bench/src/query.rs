@@ -297,7 +297,7 @@ async fn call(
     path: &str,
     body: Option<&str>,
 ) -> Result<lambda_http::Response<lambda_http::Body>, BoxError> {
-    let req = atlas_http::local::in_process_request(tenant, method, path, body)?;
+    let req = atlas_gateway::local::in_process_request(tenant, method, path, body)?;
     let resp = atlas_query::http::handle(api, req).await;
     if resp.status() != http::StatusCode::OK {
         return Err(format!(

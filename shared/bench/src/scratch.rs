@@ -1,6 +1,7 @@
 //! Throwaway databases on a local server, dropped when the bench ends.
 
 use atlas_core::AcceptWindow;
+use atlas_store::{DbConfig, DbRole};
 use tokio_postgres::NoTls;
 
 pub struct ScratchDb {
@@ -25,7 +26,11 @@ impl ScratchDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await?;
         let url = atlas_store::with_database(server, &name);
-        atlas_store::migrate(&url, &AcceptWindow::default()).await?;
+        atlas_store::migrate(
+            &DbConfig::new(&url, DbRole::AsLogin),
+            &AcceptWindow::default(),
+        )
+        .await?;
         Ok(Self {
             server: server.to_owned(),
             name,

@@ -42,25 +42,6 @@ impl CacheConfig {
             namespace: "atlas".into(),
         }
     }
-
-    /// `None` when `ATLAS_REDIS_URL` is unset or empty: no cache.
-    pub fn from_env() -> Result<Option<Self>, atlas_cloud::config::ConfigError> {
-        use atlas_cloud::config::{millis, seconds};
-        let url = match std::env::var("ATLAS_REDIS_URL") {
-            Ok(u) if !u.is_empty() => u,
-            _ => return Ok(None),
-        };
-        let d = Self::new(url);
-        Ok(Some(Self {
-            ttl: seconds("ATLAS_CACHE_TTL_SECS", d.ttl)?,
-            timeout: millis("ATLAS_REDIS_TIMEOUT_MS", d.timeout)?,
-            namespace: std::env::var("ATLAS_CACHE_NAMESPACE")
-                .ok()
-                .filter(|n| !n.is_empty())
-                .unwrap_or(d.namespace.clone()),
-            ..d
-        }))
-    }
 }
 
 /// What a lookup found.

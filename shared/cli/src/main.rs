@@ -183,8 +183,9 @@ async fn main() {
 async fn run(cli: Cli) -> Result<(), BoxError> {
     match cli.command {
         Command::Migrate { database_url } => {
-            let applied =
-                atlas_store::migrate(&database_url, &atlas_store::window_from_env()?).await?;
+            let settings = atlas_app::Settings::from_env()?;
+            let db = settings.database_at(&database_url, atlas_store::DbRole::AsLogin);
+            let applied = atlas_store::migrate(&db, &settings.window()).await?;
             println!("{applied} migration(s) applied; schema is up to date");
         }
         Command::Dev {
@@ -228,7 +229,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                     .collect()
             };
             let secret = atlas_devstack::secret::load_or_create(&data_dir)?;
-            let signer = atlas_http::jwt::Signer::new(&secret)?;
+            let signer = atlas_gateway::jwt::Signer::new(&secret)?;
             println!(
                 "{}",
                 signer.issue(tenant, &scopes, chrono::Duration::hours(ttl_hours))?

@@ -1,4 +1,4 @@
-//! Database credentials the AWS way, chosen by the environment:
+//! Database credentials the AWS way, chosen by the settings:
 //! - `ATLAS_DB_SECRET_ID`: a Secrets Manager secret in the shape RDS manages
 //!   (`username`, `password`, `host`, `port`, `dbname`), read once per
 //!   container and again after an authentication failure, so a rotation
@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use aws_sdk_rds::auth_token::{AuthTokenGenerator, Config as TokenConfig};
 use serde::Deserialize;
 use tokio::sync::{Mutex, OnceCell};
-
-use crate::config::ConfigError;
 
 /// A secret as RDS writes it for a managed password; only the password is
 /// required, the rest overrides the URL's.
@@ -84,34 +82,21 @@ impl fmt::Debug for Credentials {
 const TOKEN_REUSE: Duration = Duration::from_secs(600);
 
 impl Credentials {
-    /// `ATLAS_DB_SECRET_ID` or `ATLAS_DB_IAM_AUTH`, else the URL's. The AWS
-    /// clients follow the usual AWS settings (`AWS_ENDPOINT_URL*` too).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let secret_id = std::env::var("ATLAS_DB_SECRET_ID")
-            .ok()
-            .filter(|v| !v.is_empty());
-        let iam = crate::config::parsed("ATLAS_DB_IAM_AUTH", 0u8)?;
-        match (secret_id, iam) {
-            (_, 2..) => Err(ConfigError::Invalid {
-                name: "ATLAS_DB_IAM_AUTH",
-                value: iam.to_string(),
-                reason: "use 1 (on) or 0 (off)".into(),
-            }),
-            (Some(_), 1) => Err(ConfigError::Invalid {
-                name: "ATLAS_DB_IAM_AUTH",
-                value: "1".into(),
-                reason: "choose ATLAS_DB_SECRET_ID or IAM authentication, not both".into(),
-            }),
-            (Some(id), _) => Ok(Self::Secret {
-                id,
-                sdk: OnceCell::new(),
-                cached: Mutex::new(None),
-            }),
-            (None, 1) => Ok(Self::Iam {
-                sdk: OnceCell::new(),
-                cached: Mutex::new(None),
-            }),
-            (None, _) => Ok(Self::Url),
+    /// The secret `id`, read with the usual AWS settings (`AWS_REGION`,
+    /// `AWS_ENDPOINT_URL*`), loaded on first use.
+    pub fn secret_id(id: String) -> Self {
+        Self::Secret {
+            id,
+            sdk: OnceCell::new(),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// IAM auth tokens signed with the usual AWS settings, loaded on first use.
+    pub fn iam_auth() -> Self {
+        Self::Iam {
+            sdk: OnceCell::new(),
+            cached: Mutex::new(None),
         }
     }
 

@@ -6,16 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use atlas_cache::{CacheConfig, HotCache};
-use atlas_http::jwt::Signer;
-use atlas_http::local::{LocalGateway, Routes, handler};
-use atlas_ingest::{IngestConfig, IngestService};
-use atlas_objects::{Location, ObjectStore, S3Store};
-use atlas_plugins::{Registry, Transforms};
+use atlas_app::Settings;
+use atlas_app::startup::{self, Heartbeat};
+use atlas_cache::CacheConfig;
+use atlas_gateway::jwt::Signer;
+use atlas_gateway::local::{LocalGateway, Routes, handler};
+use atlas_objects::{Location, S3Store};
 use atlas_query::QueryApi;
-use atlas_store::flush::{FlushConfig, Flusher};
-use atlas_store::heartbeat::HeartbeatConfig;
-use atlas_store::{DbConfig, DbRole};
+use atlas_store::DbRole;
+use atlas_store::flush::Flusher;
 
 use crate::cluster::Cluster;
 
@@ -60,42 +59,21 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send,
     ready: impl FnOnce(std::net::SocketAddr, &str),
 ) -> Result<(), DevError> {
-    let ingest_cfg = IngestConfig::from_env()?;
-    let applied = atlas_store::migrate(url, &ingest_cfg.window).await?;
+    let settings = local_settings(opts, url).await?;
+    let applied =
+        atlas_store::migrate(&settings.database(DbRole::AsLogin)?, &settings.window()).await?;
     tracing::info!(applied, "migrations up to date");
-
-    let worker = DbConfig::new(url, DbRole::Worker).pool()?;
+    let worker = settings.database(DbRole::Worker)?.pool()?;
     if crate::demo::seed_if_empty(&**worker.get().await?).await? {
         tracing::info!("created demo tenants 1, 2 and 3 with the demo attribute catalog");
     }
-    let objects = object_store(&opts.data_dir).await?;
-    let app = DbConfig::new(url, DbRole::App).pool()?;
-    let host = atlas_plugin_host::Host::new()?;
-    let transforms = Transforms::new(
-        app.clone(),
-        objects.clone(),
-        host.clone(),
-        ingest_cfg.catalog_ttl,
-    );
-    let ingest = Arc::new(IngestService::new(app.clone(), ingest_cfg).with_transforms(transforms));
-    // The machine's Redis unless told otherwise; reads bypass it while it
-    // is down, so the stack runs without one too.
-    let cache = Arc::new(HotCache::new(
-        CacheConfig::from_env()?.unwrap_or_else(|| CacheConfig::new("redis://127.0.0.1:6379")),
-    )?);
-    let reads = DbConfig {
-        generic_plans: true,
-        ..DbConfig::new(url, DbRole::App)
-    }
-    .pool()?;
-    let query = Arc::new(
-        QueryApi::new(
-            reads,
-            Registry::new(app, objects, host),
-            atlas_query::QueryConfig::from_env()?,
-        )
-        .with_cache(cache.clone()),
-    );
+
+    // The functions exactly as their Lambda mains build them.
+    let ingest = Arc::new(startup::ingest(&settings).await?);
+    let query = Arc::new(startup::query_api(&settings).await?);
+    let flusher = tokio::spawn(flush_forever(startup::flusher(&settings)?));
+    let heartbeat = tokio::spawn(heartbeat_forever(startup::heartbeat(&settings)?));
+
     let secret = crate::secret::load_or_create(&opts.data_dir)?;
     let routes = Routes::default()
         .route(
@@ -114,16 +92,6 @@ async fn serve(
         signer: Arc::new(Signer::new(&secret)?),
         max_body_bytes: 10 * 1024 * 1024,
     };
-
-    let flusher = Flusher {
-        pool: worker.clone(),
-        config: FlushConfig::from_env()?,
-        metrics: atlas_cloud::metrics::from_env("Atlas"),
-        listener: None,
-    }
-    .with_listener(cache);
-    let flusher = tokio::spawn(flush_forever(flusher));
-    let heartbeat = tokio::spawn(heartbeat_forever(worker, HeartbeatConfig::from_env()?));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
     ready(listener.local_addr()?, url);
     let served = gateway.serve(listener, shutdown).await;
@@ -132,29 +100,37 @@ async fn serve(
     Ok(served?)
 }
 
+/// The environment's settings, with local defaults where a Lambda would be
+/// told: this stack's database; plugin modules beside the stack's other
+/// state unless `ATLAS_OBJECT_STORE` names a store (an S3 bucket, say
+/// moto's, created if missing); and the machine's Redis, which reads bypass
+/// while it is down, so the stack runs without one too.
+async fn local_settings(opts: &DevOptions, url: &str) -> Result<Settings, DevError> {
+    let mut settings = Settings::from_env()?;
+    settings.database.url = Some(url.to_owned());
+    let objects = settings
+        .objects
+        .get_or_insert_with(|| Location::Dir(opts.data_dir.join("objects")));
+    tracing::info!(location = %objects, "plugin modules are kept in");
+    if let Location::S3 { bucket, prefix } = objects {
+        S3Store::connect(bucket, prefix)
+            .await
+            .create_bucket_if_missing()
+            .await?;
+    }
+    settings
+        .cache
+        .get_or_insert_with(|| CacheConfig::new("redis://127.0.0.1:6379"));
+    Ok(settings)
+}
+
 /// The query API function, as API Gateway would invoke it.
-fn query_handler(api: &Arc<QueryApi>) -> atlas_http::local::Handler {
+fn query_handler(api: &Arc<QueryApi>) -> atlas_gateway::local::Handler {
     let api = api.clone();
     handler(move |req| {
         let api = api.clone();
         async move { atlas_query::http::handle(&api, req).await }
     })
-}
-
-/// `ATLAS_OBJECT_STORE` when set (an S3 bucket, say moto's, created if
-/// missing), else a directory beside the stack's other state.
-async fn object_store(data_dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>, DevError> {
-    let location = match std::env::var("ATLAS_OBJECT_STORE") {
-        Ok(v) if !v.is_empty() => Location::from_env()?,
-        _ => Location::Dir(data_dir.join("objects")),
-    };
-    tracing::info!(%location, "plugin modules are kept in");
-    if let Location::S3 { bucket, prefix } = &location {
-        let s3 = S3Store::connect(bucket, prefix).await;
-        s3.create_bucket_if_missing().await?;
-        return Ok(Arc::new(s3));
-    }
-    Ok(location.open().await?)
 }
 
 /// A scheduled function as EventBridge runs it: one-minute invocations
@@ -186,11 +162,11 @@ async fn flush_forever(flusher: Flusher) {
     .await
 }
 
-async fn heartbeat_forever(pool: atlas_store::Pool, cfg: HeartbeatConfig) {
+async fn heartbeat_forever(heartbeat: Heartbeat) {
     every_minute("heartbeat", |deadline| {
-        let (pool, cfg) = (&pool, &cfg);
+        let heartbeat = &heartbeat;
         async move {
-            let beats = atlas_store::heartbeat::beat_until(pool, cfg, deadline).await?;
+            let beats = heartbeat.beat_until(deadline).await?;
             tracing::debug!(?beats, "heartbeat run");
             Ok(())
         }

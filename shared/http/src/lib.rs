@@ -1,12 +1,10 @@
 //! The HTTP edge shared by the API Gateway functions: who the tenant is
-//! (from the JWT authorizer context), typed JSON errors, the conversion to
-//! an API Gateway v2 response, and the local gateway that `atlas dev` uses
-//! to stand in for API Gateway and its JWT authorizer.
+//! and what it may do (from the JWT authorizer context), typed JSON errors,
+//! and the conversion to an API Gateway v2 response. The local stand-in for
+//! API Gateway lives in `atlas-gateway`, which no function links.
 
 mod auth;
 mod error;
-pub mod jwt;
-pub mod local;
 mod response;
 
 pub use auth::{AuthError, Scope, authorize, tenant_from_request};

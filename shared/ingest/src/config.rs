@@ -1,9 +1,9 @@
 use std::time::Duration;
 
-use atlas_cloud::config::{ConfigError, millis, parsed};
 use atlas_core::AcceptWindow;
 
-/// Limits and settings for ingest, each overridable from the environment.
+/// Limits and settings for ingest; `atlas_app::settings` reads each from
+/// the variable named beside it.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// `ATLAS_MAX_BODY_BYTES`: largest request body (default 5 MiB, under
@@ -30,18 +30,5 @@ impl Default for IngestConfig {
             window: AcceptWindow::default(),
             msk_plugin_budget: Duration::from_secs(15),
         }
-    }
-}
-
-impl IngestConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let d = Self::default();
-        Ok(Self {
-            max_body_bytes: parsed("ATLAS_MAX_BODY_BYTES", d.max_body_bytes)?,
-            max_readings: parsed("ATLAS_MAX_READINGS", d.max_readings)?,
-            catalog_ttl: millis("ATLAS_CATALOG_TTL_MS", d.catalog_ttl)?,
-            window: atlas_store::window_from_env()?,
-            msk_plugin_budget: millis("ATLAS_MSK_PLUGIN_BUDGET_MS", d.msk_plugin_budget)?,
-        })
     }
 }

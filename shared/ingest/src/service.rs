@@ -136,24 +136,6 @@ impl IngestService {
         self
     }
 
-    /// `DATABASE_URL` (acting as `atlas_app`), `IngestConfig::from_env`,
-    /// and plugins from `ATLAS_OBJECT_STORE`.
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let pool = atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?.pool()?;
-        let config = IngestConfig::from_env()?;
-        let objects = atlas_objects::Location::from_env()?.open().await?;
-        let transforms = Transforms::new(
-            pool.clone(),
-            objects.clone(),
-            atlas_plugin_host::Host::new()?,
-            config.catalog_ttl,
-        );
-        let letters = DeadLetters::new(objects, atlas_cloud::metrics::from_env("Atlas"));
-        Ok(Self::new(pool, config)
-            .with_transforms(transforms)
-            .with_dead_letters(letters))
-    }
-
     pub fn config(&self) -> &IngestConfig {
         &self.config
     }

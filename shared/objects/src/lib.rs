@@ -80,18 +80,6 @@ impl fmt::Display for Location {
 }
 
 impl Location {
-    /// `ATLAS_OBJECT_STORE`, required.
-    pub fn from_env() -> Result<Self, atlas_cloud::config::ConfigError> {
-        const NAME: &str = "ATLAS_OBJECT_STORE";
-        let raw = atlas_cloud::config::required(NAME)?;
-        raw.parse()
-            .map_err(|reason| atlas_cloud::config::ConfigError::Invalid {
-                name: NAME,
-                value: raw.clone(),
-                reason,
-            })
-    }
-
     /// Connects the adapter for this location. The S3 client reads its
     /// region, credentials and endpoint from the usual AWS configuration.
     pub async fn open(&self) -> Result<Arc<dyn ObjectStore>, ObjectError> {

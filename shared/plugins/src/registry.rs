@@ -129,13 +129,6 @@ pub struct PluginEntry {
 }
 
 impl Registry {
-    /// `DATABASE_URL` (acting as `atlas_app`) and `ATLAS_OBJECT_STORE`.
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let pool = atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?.pool()?;
-        let objects = atlas_objects::Location::from_env()?.open().await?;
-        Ok(Self::new(pool, objects, Host::new()?))
-    }
-
     /// `pool` must act as the application role.
     pub fn new(pool: Pool, objects: Arc<dyn ObjectStore>, host: Arc<Host>) -> Self {
         Self {

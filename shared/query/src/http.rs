@@ -75,39 +75,6 @@ impl QueryApi {
         self.router = self.router.with_replicas(replicas);
         self
     }
-
-    /// `DATABASE_URL` (acting as `atlas_app`), `ATLAS_REPLICA_URLS` (comma
-    /// separated, same roles) and, for the registry, `ATLAS_OBJECT_STORE`.
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let primary = atlas_store::DbConfig {
-            generic_plans: true,
-            ..atlas_store::DbConfig::from_env(atlas_store::DbRole::App)?
-        };
-        let mut replicas = Vec::new();
-        for (i, url) in std::env::var("ATLAS_REPLICA_URLS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .enumerate()
-        {
-            let cfg = atlas_store::DbConfig {
-                url: url.to_owned(),
-                ..primary.clone()
-            };
-            replicas.push(Replica::new(format!("{}", i + 1), cfg.pool()?));
-        }
-        let mut api = Self::new(
-            primary.pool()?,
-            Registry::from_env().await?,
-            QueryConfig::from_env()?,
-        )
-        .with_replicas(replicas);
-        if let Some(cfg) = atlas_cache::CacheConfig::from_env()? {
-            api = api.with_cache(Arc::new(HotCache::new(cfg)?));
-        }
-        Ok(api)
-    }
 }
 
 /// Never fails: every problem becomes a JSON error response.

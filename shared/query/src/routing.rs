@@ -48,19 +48,6 @@ impl Default for RoutingConfig {
     }
 }
 
-impl RoutingConfig {
-    pub fn from_env() -> Result<Self, atlas_cloud::config::ConfigError> {
-        use atlas_cloud::config::{millis, parsed, seconds};
-        let d = Self::default();
-        Ok(Self {
-            max_lag: seconds("ATLAS_REPLICA_MAX_LAG_SECS", d.max_lag)?,
-            lag_check: millis("ATLAS_REPLICA_LAG_CHECK_MS", d.lag_check)?,
-            retry_after: seconds("ATLAS_REPLICA_RETRY_SECS", d.retry_after)?,
-            fallback_max: parsed("ATLAS_PRIMARY_FALLBACK_MAX", d.fallback_max)?,
-        })
-    }
-}
-
 /// The newest heartbeat a database has, as last measured.
 #[derive(Debug, Default)]
 struct Beat {

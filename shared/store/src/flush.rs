@@ -120,12 +120,16 @@ pub struct Batch {
 
 #[derive(Debug, Clone)]
 pub struct FlushConfig {
+    /// `ATLAS_FLUSH_BATCH` (1 to 1,000,000): staged rows per batch.
     pub batch_size: i64,
-    /// Pause between batches when staging is drained.
+    /// `ATLAS_FLUSH_INTERVAL_MS` (100 to 1000): pause between batches when
+    /// staging is drained.
     pub idle_interval: Duration,
-    /// Stop this long before the deadline, so the last batch can commit.
+    /// `ATLAS_FLUSH_STOP_MARGIN_MS`: stop this long before the deadline, so
+    /// the last batch can commit.
     pub stop_margin: Duration,
-    /// Work at most this long per run, whatever the deadline says.
+    /// `ATLAS_FLUSH_MAX_RUN_MS` (0: none): work at most this long per run,
+    /// whatever the deadline says.
     pub max_run: Option<Duration>,
     pub window: AcceptWindow,
 }
@@ -139,42 +143,6 @@ impl Default for FlushConfig {
             max_run: None,
             window: AcceptWindow::default(),
         }
-    }
-}
-
-impl FlushConfig {
-    /// `ATLAS_FLUSH_BATCH`, `ATLAS_FLUSH_INTERVAL_MS` (100–1000),
-    /// `ATLAS_FLUSH_STOP_MARGIN_MS`, `ATLAS_FLUSH_MAX_RUN_MS`, plus the
-    /// accept window.
-    pub fn from_env() -> Result<Self, atlas_cloud::config::ConfigError> {
-        use atlas_cloud::config::{ConfigError, millis, parsed};
-        let d = Self::default();
-        let idle = millis("ATLAS_FLUSH_INTERVAL_MS", d.idle_interval)?;
-        if !(100..=1000).contains(&idle.as_millis()) {
-            return Err(ConfigError::Invalid {
-                name: "ATLAS_FLUSH_INTERVAL_MS",
-                value: idle.as_millis().to_string(),
-                reason: "must be between 100 and 1000".into(),
-            });
-        }
-        let batch_size = parsed("ATLAS_FLUSH_BATCH", d.batch_size)?;
-        if !(1..=1_000_000).contains(&batch_size) {
-            return Err(ConfigError::Invalid {
-                name: "ATLAS_FLUSH_BATCH",
-                value: batch_size.to_string(),
-                reason: "must be between 1 and 1000000".into(),
-            });
-        }
-        Ok(Self {
-            batch_size,
-            idle_interval: idle,
-            stop_margin: millis("ATLAS_FLUSH_STOP_MARGIN_MS", d.stop_margin)?,
-            max_run: match parsed("ATLAS_FLUSH_MAX_RUN_MS", 0u64)? {
-                0 => None,
-                ms => Some(Duration::from_millis(ms)),
-            },
-            window: crate::window_from_env()?,
-        })
     }
 }
 
@@ -303,16 +271,6 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// `DATABASE_URL` (acting as `atlas_worker`) plus `FlushConfig::from_env`.
-    pub fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(Self {
-            pool: crate::DbConfig::from_env(crate::DbRole::Worker)?.pool()?,
-            config: FlushConfig::from_env()?,
-            metrics: atlas_cloud::metrics::from_env("Atlas"),
-            listener: None,
-        })
-    }
-
     pub fn with_listener(mut self, listener: std::sync::Arc<dyn ProjectionListener>) -> Self {
         self.listener = Some(listener);
         self

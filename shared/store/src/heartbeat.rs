@@ -35,35 +35,6 @@ impl Default for HeartbeatConfig {
     }
 }
 
-impl HeartbeatConfig {
-    pub fn from_env() -> Result<Self, atlas_cloud::config::ConfigError> {
-        use atlas_cloud::config::{ConfigError, millis, parsed, seconds};
-        let d = Self::default();
-        let interval = millis("ATLAS_HEARTBEAT_INTERVAL_MS", d.interval)?;
-        if !(100..=60_000).contains(&interval.as_millis()) {
-            return Err(ConfigError::Invalid {
-                name: "ATLAS_HEARTBEAT_INTERVAL_MS",
-                value: interval.as_millis().to_string(),
-                reason: "must be between 100 and 60000".into(),
-            });
-        }
-        let source: String = parsed("ATLAS_HEARTBEAT_SOURCE", d.source)?;
-        if source.is_empty() || source.len() > 50 {
-            return Err(ConfigError::Invalid {
-                name: "ATLAS_HEARTBEAT_SOURCE",
-                value: source,
-                reason: "must be 1 to 50 characters".into(),
-            });
-        }
-        Ok(Self {
-            interval,
-            retention: seconds("ATLAS_HEARTBEAT_RETENTION_SECS", d.retention)?,
-            stop_margin: millis("ATLAS_HEARTBEAT_STOP_MARGIN_MS", d.stop_margin)?,
-            source,
-        })
-    }
-}
-
 /// What one run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Beats {

@@ -25,23 +25,3 @@ pub use provision::{ensure_attribute, ensure_tenant};
 pub use staging::stage;
 pub use tenant::begin_tenant;
 pub use tokio_postgres::GenericClient;
-
-/// The accept window from `ATLAS_ACCEPT_PAST_SECS` (default 30 days) and
-/// `ATLAS_ACCEPT_FUTURE_SECS` (default 1 hour). Ingest and the flusher read
-/// the same variables, so partitions always cover what ingest accepts.
-pub fn window_from_env() -> Result<atlas_core::AcceptWindow, atlas_cloud::config::ConfigError> {
-    use atlas_cloud::config::seconds;
-    let d = atlas_core::AcceptWindow::default();
-    let past = seconds(
-        "ATLAS_ACCEPT_PAST_SECS",
-        d.past.to_std().unwrap_or_default(),
-    )?;
-    let future = seconds(
-        "ATLAS_ACCEPT_FUTURE_SECS",
-        d.future.to_std().unwrap_or_default(),
-    )?;
-    Ok(atlas_core::AcceptWindow {
-        past: chrono::Duration::from_std(past).unwrap_or(d.past),
-        future: chrono::Duration::from_std(future).unwrap_or(d.future),
-    })
-}

@@ -1,6 +1,6 @@
 use atlas_core::AcceptWindow;
 
-use crate::StoreError;
+use crate::{DbConfig, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("../../migrations");
@@ -8,9 +8,10 @@ mod embedded {
 
 /// Applies pending migrations (versioned and checksummed by refinery; a
 /// second run does nothing) and makes sure the time-series partitions for
-/// the accept window exist. Runs as the URL's login, which becomes owner.
-pub async fn migrate(url: &str, window: &AcceptWindow) -> Result<usize, StoreError> {
-    let mut client = crate::pool::connect(url).await?;
+/// the accept window exist. Runs as the URL's login, which becomes owner,
+/// over TLS by the same rules (and CA bundle) as the pools.
+pub async fn migrate(db: &DbConfig, window: &AcceptWindow) -> Result<usize, StoreError> {
+    let mut client = crate::pool::connect(&db.url, db.ca_bundle.as_deref()).await?;
     let report = embedded::migrations::runner()
         .run_async(&mut client)
         .await?;

@@ -71,19 +71,6 @@ impl DbConfig {
         }
     }
 
-    /// `DATABASE_URL`, `ATLAS_DB_POOL_SIZE` (default 8) and
-    /// `ATLAS_DB_CA_BUNDLE` (a PEM file).
-    pub fn from_env(role: DbRole) -> Result<Self, atlas_cloud::config::ConfigError> {
-        use atlas_cloud::config::{parsed, required};
-        let mut cfg = Self::new(required("DATABASE_URL")?, role);
-        cfg.max_connections = parsed("ATLAS_DB_POOL_SIZE", cfg.max_connections)?;
-        cfg.ca_bundle = std::env::var_os("ATLAS_DB_CA_BUNDLE")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        cfg.credentials = Arc::new(Credentials::from_env()?);
-        Ok(cfg)
-    }
-
     /// Builds the pool without connecting: Lambda init stays fast and a
     /// database outage surfaces per request, not as a crash loop.
     ///
@@ -249,12 +236,9 @@ fn refused_login(e: &tokio_postgres::Error) -> bool {
 }
 
 /// One connection as the URL's login, with the same TLS rules as the pools.
-pub(crate) async fn connect(url: &str) -> Result<Client, StoreError> {
+pub(crate) async fn connect(url: &str, ca_bundle: Option<&Path>) -> Result<Client, StoreError> {
     let pg = parse_url(url)?;
-    let ca = std::env::var_os("ATLAS_DB_CA_BUNDLE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let client = match tls_for(&pg, ca.as_deref())? {
+    let client = match tls_for(&pg, ca_bundle)? {
         Some(tls) => {
             let (client, conn) = pg.connect(tls).await?;
             tokio::spawn(conn);

@@ -4,7 +4,7 @@
 
 use atlas_core::TenantId;
 
-use crate::Scope;
+use atlas_http::Scope;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 

@@ -19,8 +19,8 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::ApiError;
 use crate::jwt::Signer;
+use atlas_http::ApiError;
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 pub type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
@@ -233,7 +233,7 @@ pub fn in_process_request(
         sub: "in-process".into(),
         iss: "atlas-local".into(),
         tenant_id: tenant.to_string(),
-        scope: crate::jwt::scope_claim(&crate::Scope::ALL),
+        scope: crate::jwt::scope_claim(&atlas_http::Scope::ALL),
         iat: 0,
         exp: 0,
     };

@@ -1,0 +1,123 @@
+//! One composition root per function: what it is built from, given the
+//! settings. Building never connects (Lambda init stays fast, and a database
+//! outage shows per request rather than as a crash loop), so only a setting
+//! can fail here.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use atlas_cache::HotCache;
+use atlas_ingest::IngestService;
+use atlas_ingest::dead_letter::DeadLetters;
+use atlas_plugins::{Registry, Transforms};
+use atlas_query::QueryApi;
+use atlas_query::routing::Replica;
+use atlas_store::flush::Flusher;
+use atlas_store::heartbeat::{Beats, HeartbeatConfig, beat_until};
+use atlas_store::{DbConfig, DbRole, Pool, StoreError};
+
+use crate::{ConfigError, Settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Objects(#[from] atlas_objects::ObjectError),
+    #[error(transparent)]
+    Cache(#[from] atlas_cache::CacheError),
+    #[error("plugin host: {0}")]
+    Plugins(#[from] atlas_plugin_host::PluginError),
+}
+
+/// The ingest function (HTTP and MSK): acts as `atlas_app`, runs tenants'
+/// plugins from the object store and writes MSK dead letters there.
+pub async fn ingest(settings: &Settings) -> Result<IngestService, StartupError> {
+    let pool = settings.database(DbRole::App)?.pool()?;
+    let objects = settings.objects()?.open().await?;
+    let transforms = Transforms::new(
+        pool.clone(),
+        objects.clone(),
+        atlas_plugin_host::Host::new()?,
+        settings.ingest.catalog_ttl,
+    );
+    let letters = DeadLetters::new(objects, atlas_cloud::metrics::from_env("Atlas"));
+    Ok(IngestService::new(pool, settings.ingest.clone())
+        .with_transforms(transforms)
+        .with_dead_letters(letters))
+}
+
+/// The query API: reads on the primary and the replicas with generic plans,
+/// the plugin registry, and the hot cache when Redis is configured.
+pub async fn query_api(settings: &Settings) -> Result<QueryApi, StartupError> {
+    let primary = DbConfig {
+        generic_plans: true,
+        ..settings.database(DbRole::App)?
+    };
+    let replicas = settings
+        .replica_urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let cfg = DbConfig {
+                url: url.clone(),
+                ..primary.clone()
+            };
+            Ok(Replica::new(format!("{}", i + 1), cfg.pool()?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let registry = Registry::new(
+        settings.database(DbRole::App)?.pool()?,
+        settings.objects()?.open().await?,
+        atlas_plugin_host::Host::new()?,
+    );
+    let mut api =
+        QueryApi::new(primary.pool()?, registry, settings.query.clone()).with_replicas(replicas);
+    if let Some(cache) = hot_cache(settings)? {
+        api = api.with_cache(cache);
+    }
+    Ok(api)
+}
+
+/// The flusher: acts as `atlas_worker`; changed projections are dropped
+/// from the query API's cache when Redis is configured.
+pub fn flusher(settings: &Settings) -> Result<Flusher, StartupError> {
+    let mut flusher = Flusher {
+        pool: settings.database(DbRole::Worker)?.pool()?,
+        config: settings.flush.clone(),
+        metrics: atlas_cloud::metrics::from_env("Atlas"),
+        listener: None,
+    };
+    if let Some(cache) = hot_cache(settings)? {
+        flusher = flusher.with_listener(cache);
+    }
+    Ok(flusher)
+}
+
+/// The heartbeat writer, acting as `atlas_worker`.
+pub struct Heartbeat {
+    pub pool: Pool,
+    pub config: HeartbeatConfig,
+}
+
+impl Heartbeat {
+    pub async fn beat_until(&self, deadline: Instant) -> Result<Beats, StoreError> {
+        beat_until(&self.pool, &self.config, deadline).await
+    }
+}
+
+pub fn heartbeat(settings: &Settings) -> Result<Heartbeat, StartupError> {
+    Ok(Heartbeat {
+        pool: settings.database(DbRole::Worker)?.pool()?,
+        config: settings.heartbeat.clone(),
+    })
+}
+
+fn hot_cache(settings: &Settings) -> Result<Option<Arc<HotCache>>, StartupError> {
+    Ok(match &settings.cache {
+        Some(cfg) => Some(Arc::new(HotCache::new(cfg.clone())?)),
+        None => None,
+    })
+}
