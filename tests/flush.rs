@@ -358,3 +358,49 @@ async fn max_run_caps_a_run_with_a_distant_deadline() {
     );
     assert!(totals.batches >= 1);
 }
+
+/// The batch fetches its claimed rows by ctid. A connection keeps the plan
+/// it made while staging was empty; that plan must still be a TID scan
+/// once staging is full, or every row is tested against the whole array
+/// (10,000 rows of one request took 9 s under Schemathesis that way).
+#[tokio::test]
+async fn a_plan_made_on_empty_staging_still_fetches_the_batch_by_ctid() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    let pool = db.pool(DbRole::Worker);
+    let mut client = pool.get().await.unwrap();
+    // The worst case: one plan, made now, for the connection's life.
+    client
+        .batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let tx = client.transaction().await.unwrap();
+        assert_eq!(flush_in(&tx, 20_000, Mode::Fast).await.unwrap().moved, 0);
+        tx.commit().await.unwrap();
+    }
+    let name: String = client
+        .query_one(
+            "SELECT name FROM pg_prepared_statements WHERE ltrim(statement, E' \\n') LIKE 'WITH moved AS%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let prio = attr_id(&db, 1, "priority").await;
+    stage_as_app(&db, 1, &many(prio, 10_000, Utc::now())).await;
+    // Planner names are protocol-level statements, usable from SQL.
+    let plan: Value = client
+        .query_one(
+            &format!("EXPLAIN (FORMAT JSON) EXECUTE {name}('{{}}')"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let plan = plan.to_string();
+    assert!(
+        plan.contains("\"Node Type\":\"Tid Scan\""),
+        "the claimed rows are not fetched by a TID scan: {plan}"
+    );
+}
