@@ -1,5 +1,5 @@
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use atlas_core::{AttributeName, DataType, TenantId};
@@ -99,6 +99,7 @@ impl TenantCatalog {
 }
 
 type Entry = (Instant, Option<Arc<TenantCatalog>>);
+type Entries = Arc<RwLock<HashMap<TenantId, Entry>>>;
 
 /// How often a stream of unknown attribute names may reload a catalog.
 const UNKNOWN_RELOAD_EVERY: Duration = Duration::from_secs(1);
@@ -106,10 +107,17 @@ const UNKNOWN_RELOAD_EVERY: Duration = Duration::from_secs(1);
 /// A per-container cache of tenant catalogs. Entries live for `ttl`; a
 /// caller that meets an attribute it does not know calls
 /// `reload_for_unknown`, so a freshly registered attribute is usable at once.
+///
+/// An entry past half its life is reloaded in the background by the first
+/// request that finds it, so a tenant that keeps calling never waits for
+/// its catalog (every query-API request checks it, the cached reads too),
+/// while no entry is ever served older than `ttl`: a deactivated tenant is
+/// still refused within it.
 pub struct Catalog {
     pool: Pool,
     ttl: Duration,
-    entries: RwLock<HashMap<TenantId, Entry>>,
+    entries: Entries,
+    refreshing: Arc<Mutex<HashSet<TenantId>>>,
 }
 
 impl Catalog {
@@ -117,17 +125,28 @@ impl Catalog {
         Self {
             pool,
             ttl,
-            entries: RwLock::default(),
+            entries: Entries::default(),
+            refreshing: Arc::default(),
         }
     }
 
     pub async fn get(&self, tenant: TenantId) -> Result<Option<Arc<TenantCatalog>>, StoreError> {
-        if let Some((at, cat)) = self.entries.read().expect("catalog lock").get(&tenant)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(cat.clone());
+        let fresh = self
+            .entries
+            .read()
+            .expect("catalog lock")
+            .get(&tenant)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .cloned();
+        match fresh {
+            Some((at, cat)) => {
+                if at.elapsed() >= self.ttl / 2 {
+                    self.refresh_ahead(tenant, at);
+                }
+                Ok(cat)
+            }
+            None => self.reload(tenant).await,
         }
-        self.reload(tenant).await
     }
 
     /// Reloads for a caller that met a name its catalog lacks, unless the
@@ -147,10 +166,7 @@ impl Catalog {
     }
 
     pub async fn reload(&self, tenant: TenantId) -> Result<Option<Arc<TenantCatalog>>, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = begin_tenant(&mut client, tenant).await?;
-        let cat = TenantCatalog::load(&tx, tenant).await?.map(Arc::new);
-        tx.commit().await?;
+        let cat = load(&self.pool, tenant).await?;
         self.entries
             .write()
             .expect("catalog lock")
@@ -158,7 +174,42 @@ impl Catalog {
         Ok(cat)
     }
 
+    /// One background reload per tenant at a time. Its result replaces the
+    /// entry loaded at `seen` only: an entry invalidated or reloaded
+    /// meanwhile is newer than what the reload may have read.
+    fn refresh_ahead(&self, tenant: TenantId, seen: Instant) {
+        if !self.refreshing.lock().expect("refresh lock").insert(tenant) {
+            return;
+        }
+        let (pool, entries, refreshing) = (
+            self.pool.clone(),
+            self.entries.clone(),
+            self.refreshing.clone(),
+        );
+        tokio::spawn(async move {
+            match load(&pool, tenant).await {
+                Ok(cat) => {
+                    let mut entries = entries.write().expect("catalog lock");
+                    if entries.get(&tenant).is_some_and(|(at, _)| *at == seen) {
+                        entries.insert(tenant, (Instant::now(), cat));
+                    }
+                }
+                // The entry expires as usual and the next request reloads it.
+                Err(e) => tracing::debug!(%tenant, error = %e, "catalog refresh failed"),
+            }
+            refreshing.lock().expect("refresh lock").remove(&tenant);
+        });
+    }
+
     pub fn invalidate(&self, tenant: TenantId) {
         self.entries.write().expect("catalog lock").remove(&tenant);
     }
+}
+
+async fn load(pool: &Pool, tenant: TenantId) -> Result<Option<Arc<TenantCatalog>>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = begin_tenant(&mut client, tenant).await?;
+    let cat = TenantCatalog::load(&tx, tenant).await?.map(Arc::new);
+    tx.commit().await?;
+    Ok(cat)
 }
