@@ -308,6 +308,27 @@ async fn no_role_of_the_app_may_create_temporary_objects() {
     }
 }
 
+/// `entity_jsonb_search` is not a security barrier (that would keep the GIN
+/// index out of every search), so a function of the caller's could see
+/// other tenants' rows before the view's tenant filter. The app role can
+/// create none: not in `public`, not in `pg_temp`.
+#[tokio::test]
+async fn the_app_role_cannot_create_a_function_to_peek_through_the_search_view() {
+    let db = TestDb::new().await;
+    let client = db.pool(DbRole::App).get().await.unwrap();
+    for schema in ["public", "pg_temp"] {
+        let err = client
+            .batch_execute(&format!(
+                "CREATE FUNCTION {schema}.peek(jsonb) RETURNS boolean \
+                 LANGUAGE sql COST 0.0001 AS 'SELECT true'"
+            ))
+            .await
+            .unwrap_err();
+        let err = db_message(&err);
+        assert!(err.contains("permission denied"), "{schema}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn a_change_cannot_name_another_tenants_attribute() {
     let db = TestDb::new().await;
