@@ -330,11 +330,7 @@ async fn whole_request_problems_get_typed_errors() {
 #[tokio::test]
 async fn an_inactive_tenant_is_refused() {
     let (db, svc) = setup().await;
-    db.owner()
-        .await
-        .batch_execute("UPDATE tenants SET is_active = false WHERE tenant_id = 2")
-        .await
-        .unwrap();
+    db.deactivate(2).await;
     let (status, out) = post(
         &svc,
         Some("2"),

@@ -441,14 +441,7 @@ async fn only_an_existing_active_tenant_gets_past_a_valid_token() {
         call("1", "GET", "/v1/entities/123", None).await.0,
         StatusCode::OK
     );
-    db.owner()
-        .await
-        .execute(
-            "UPDATE tenants SET is_active = false WHERE tenant_id = 1",
-            &[],
-        )
-        .await
-        .unwrap();
+    db.deactivate(1).await;
     for (tenant, method, path, body) in [
         ("1", "GET", "/v1/entities/123", None),
         ("1", "POST", "/v1/entities/search", Some(b"{}".to_vec())),
@@ -493,14 +486,7 @@ async fn a_catalog_past_half_its_life_is_reloaded_in_the_background() {
     let loaded = std::time::Instant::now();
     assert!(catalog.get(tenant).await.unwrap().is_some());
     tokio::time::sleep(ttl / 2 + std::time::Duration::from_millis(100)).await;
-    db.owner()
-        .await
-        .execute(
-            "UPDATE tenants SET is_active = false WHERE tenant_id = 1",
-            &[],
-        )
-        .await
-        .unwrap();
+    db.deactivate(1).await;
     // Still within its life: served from the cache, and the reload starts.
     assert!(catalog.get(tenant).await.unwrap().is_some());
     let mut refused = false;

@@ -65,6 +65,18 @@ impl TestDb {
         tokio::spawn(conn);
         client
     }
+
+    /// Sets `tenants.is_active = false`, as an operator would.
+    pub async fn deactivate(&self, tenant: i64) {
+        self.owner()
+            .await
+            .execute(
+                "UPDATE tenants SET is_active = false WHERE tenant_id = $1",
+                &[&tenant],
+            )
+            .await
+            .expect("deactivate the tenant");
+    }
 }
 
 impl Drop for TestDb {
