@@ -79,7 +79,7 @@ impl Settings {
                 .map(str::to_owned)
                 .collect(),
             objects: match env.text("ATLAS_OBJECT_STORE") {
-                Some(raw) => Some(env.parse_with("ATLAS_OBJECT_STORE", raw, str::parse)?),
+                Some(raw) => Some(parse_with("ATLAS_OBJECT_STORE", raw, str::parse)?),
                 None => None,
             },
             cache: env.cache()?,
@@ -134,24 +134,24 @@ pub struct DbSettings {
     pub credentials: Arc<Credentials>,
 }
 
+/// `raw` parsed, or an error naming the variable.
+fn parse_with<T>(
+    name: &'static str,
+    raw: String,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    parse(&raw).map_err(|reason| ConfigError::Invalid {
+        name,
+        value: raw,
+        reason,
+    })
+}
+
 struct Vars<F>(F);
 
 impl<F: Fn(&str) -> Option<String>> Vars<F> {
     fn text(&self, name: &str) -> Option<String> {
         (self.0)(name).filter(|v| !v.is_empty())
-    }
-
-    fn parse_with<T>(
-        &self,
-        name: &'static str,
-        raw: String,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<T, ConfigError> {
-        parse(&raw).map_err(|reason| ConfigError::Invalid {
-            name,
-            value: raw.clone(),
-            reason,
-        })
     }
 
     fn parsed<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
@@ -160,9 +160,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         T::Err: std::fmt::Display,
     {
         match self.text(name) {
-            Some(raw) => {
-                self.parse_with(name, raw, |v| v.parse().map_err(|e: T::Err| e.to_string()))
-            }
+            Some(raw) => parse_with(name, raw, |v| v.parse().map_err(|e: T::Err| e.to_string())),
             None => Ok(default),
         }
     }
@@ -228,10 +226,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 
     fn database(&self) -> Result<DbSettings, ConfigError> {
-        let d = DbConfig::new("", DbRole::AsLogin);
         Ok(DbSettings {
             url: self.text("DATABASE_URL"),
-            pool_size: self.parsed("ATLAS_DB_POOL_SIZE", d.max_connections)?,
+            pool_size: self.parsed("ATLAS_DB_POOL_SIZE", DbConfig::DEFAULT_MAX_CONNECTIONS)?,
             ca_bundle: self.text("ATLAS_DB_CA_BUNDLE").map(PathBuf::from),
             credentials: Arc::new(self.credentials()?),
         })

@@ -52,9 +52,10 @@ pub async fn ingest(settings: &Settings) -> Result<IngestService, StartupError> 
 /// The query API: reads on the primary and the replicas with generic plans,
 /// the plugin registry, and the hot cache when Redis is configured.
 pub async fn query_api(settings: &Settings) -> Result<QueryApi, StartupError> {
+    let app = settings.database(DbRole::App)?;
     let primary = DbConfig {
         generic_plans: true,
-        ..settings.database(DbRole::App)?
+        ..app.clone()
     };
     let replicas = settings
         .replica_urls
@@ -69,7 +70,7 @@ pub async fn query_api(settings: &Settings) -> Result<QueryApi, StartupError> {
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let registry = Registry::new(
-        settings.database(DbRole::App)?.pool()?,
+        app.pool()?,
         settings.objects()?.open().await?,
         atlas_plugin_host::Host::new()?,
     );

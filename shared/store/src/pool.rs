@@ -60,12 +60,14 @@ pub struct DbConfig {
 }
 
 impl DbConfig {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
+
     pub fn new(url: impl Into<String>, role: DbRole) -> Self {
         Self {
             url: url.into(),
             role,
             credentials: Arc::new(Credentials::Url),
-            max_connections: 8,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             ca_bundle: None,
             generic_plans: false,
         }
