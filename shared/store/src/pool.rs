@@ -102,7 +102,12 @@ impl DbConfig {
                 mc,
             ),
         };
-        let mut builder = Pool::builder(mgr).max_size(self.max_connections);
+        // Most recently used first: a function serving one request at a
+        // time keeps reusing one warm connection and its backend, instead
+        // of turning through every connection a background task ever opened.
+        let mut builder = Pool::builder(mgr)
+            .max_size(self.max_connections)
+            .queue_mode(deadpool_postgres::QueueMode::Lifo);
         if let Some(role) = self.role.name() {
             let generic_plans = self.generic_plans;
             builder = builder.post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
