@@ -450,6 +450,10 @@ async fn only_an_existing_active_tenant_gets_past_a_valid_token() {
         ("1", "PUT", "/v1/plugins/f2c", Some(wasm.clone())),
         ("999", "PUT", "/v1/plugins/f2c", Some(wasm.clone())),
         ("999", "GET", "/v1/entities/123", None),
+        // A GET runs beside its tenant check, yet the refusal still wins
+        // over the read's own answer.
+        ("1", "GET", "/v1/entities/424242", None),
+        ("999", "GET", "/v1/no-such-route", None),
     ] {
         let (status, out) = call(tenant, method, path, body).await;
         assert_eq!(
@@ -500,5 +504,36 @@ async fn a_catalog_past_half_its_life_is_reloaded_in_the_background() {
     assert!(
         refused,
         "the deactivation showed only when the first entry expired"
+    );
+}
+
+/// Tenant answers past half their life are reloaded in the background,
+/// all at once: a request for one tenant refreshes every tenant asked
+/// about, so another tenant's deactivation shows before its own answer
+/// would have expired, and before it asks again.
+#[tokio::test]
+async fn one_background_reload_refreshes_every_tenant_asked_about() {
+    let db = TestDb::new().await;
+    atlas_tests::demo_tenants(&db).await;
+    let ttl = std::time::Duration::from_secs(10);
+    let status = atlas_store::TenantStatus::new(db.pool(DbRole::App), ttl);
+    let (one, two) = (
+        atlas_core::TenantId::new(1).unwrap(),
+        atlas_core::TenantId::new(2).unwrap(),
+    );
+    let loaded = std::time::Instant::now();
+    assert!(status.is_active(one).await.unwrap());
+    assert!(status.is_active(two).await.unwrap());
+    tokio::time::sleep(ttl / 2 + std::time::Duration::from_millis(100)).await;
+    db.deactivate(1).await;
+    // Only tenant 2 is asked about: its answer starts the reload of both.
+    assert!(status.is_active(two).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(loaded.elapsed() < ttl);
+    // Tenant 1's first request since then already has the new answer (its
+    // own stale answer would have been served once, starting a reload).
+    assert!(
+        !status.is_active(one).await.unwrap(),
+        "tenant 1 was not reloaded with tenant 2"
     );
 }

@@ -346,3 +346,45 @@ async fn a_change_cannot_name_another_tenants_attribute() {
     owner.execute(insert, &[&a.get(), &attr_a]).await.unwrap();
     owner.execute(insert, &[&b.get(), &attr_b]).await.unwrap();
 }
+
+/// The query API's tenant check is one statement outside any transaction,
+/// for many tenants at once: each is read under the caller's own
+/// Row-Level Security, and the caller's tenant setting is left as it was.
+#[tokio::test]
+async fn the_tenant_check_answers_in_one_statement_and_changes_no_setting() {
+    let db = TestDb::new().await;
+    let (a, b, _, _) = two_tenants(&db).await;
+    db.deactivate(b.get()).await;
+    let mut client = db.pool(DbRole::App).get().await.unwrap();
+    let asked = vec![a.get(), b.get(), 999, a.get()];
+    let active: Vec<i64> = client
+        .query_one("SELECT atlas_active_tenants($1)", &[&asked])
+        .await
+        .unwrap()
+        .get(0);
+    // Deactivated and unknown tenants are left out.
+    assert_eq!(active, vec![a.get(), a.get()]);
+    // Outside a transaction no tenant is left behind for the next statement.
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM tenants", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    // Inside one, the transaction's own tenant stays.
+    let tx = begin_tenant(&mut client, a).await.unwrap();
+    let active: Vec<i64> = tx
+        .query_one("SELECT atlas_active_tenants($1)", &[&vec![b.get()]])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(active.is_empty());
+    let seen: Vec<i64> = tx
+        .query("SELECT tenant_id FROM tenants", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen, vec![a.get()]);
+}

@@ -140,6 +140,12 @@ pub async fn run(opts: &Options) -> Result<Report, BoxError> {
         build(opts, &name).await?;
     } else {
         eprintln!("reusing the dataset in {name} (--rebuild to make it again)");
+        // A dataset built by an older build lacks the newer migrations.
+        atlas_store::migrate(
+            &atlas_store::DbConfig::new(&url, atlas_store::DbRole::AsLogin),
+            &atlas_core::AcceptWindow::default(),
+        )
+        .await?;
     }
     measure(opts, &url).await
 }

@@ -14,7 +14,8 @@ pub struct QueryConfig {
     /// read may ask for (default 31 days).
     pub analytics_max_range: Duration,
     /// `ATLAS_CATALOG_TTL_MS`: how long a tenant's attribute catalog is
-    /// cached for searches (ingest reads the same variable).
+    /// cached for searches, and whether it is active for every request
+    /// (ingest reads the same variable).
     pub catalog_ttl: Duration,
     pub routing: RoutingConfig,
     /// `ATLAS_CURSOR_KEY`: signs search cursors. Required in Lambda, where

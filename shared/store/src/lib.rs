@@ -15,6 +15,7 @@ pub mod progress;
 mod provision;
 mod staging;
 mod tenant;
+mod tenant_status;
 
 pub use catalog::{AttributeDef, Catalog, TenantCatalog};
 pub use deadpool_postgres::Transaction;
@@ -24,4 +25,5 @@ pub use pool::{DbConfig, DbRole, Pool, redact_url, with_database};
 pub use provision::{ensure_attribute, ensure_tenant};
 pub use staging::stage;
 pub use tenant::begin_tenant;
+pub use tenant_status::TenantStatus;
 pub use tokio_postgres::GenericClient;
