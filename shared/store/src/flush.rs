@@ -22,10 +22,11 @@ macro_rules! flush_sql {
         concat!(
             r#"
 WITH moved AS (
-    -- Exactly the rows the batch claimed, and locked, in its first
-    -- statement: locked, they cannot have moved.
+    -- The oldest free rows of the tenants the first statement locked.
     DELETE FROM entity_values_ingest
-    WHERE ctid = ANY ($1::text[]::tid[])
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM entity_values_ingest
+                            WHERE tenant_id = ANY ($2::bigint[])
+                            LIMIT $1 FOR UPDATE SKIP LOCKED))
     RETURNING *
 ), ts AS (
     -- Key order: two flushers meeting the same replayed keys wait on each
@@ -203,42 +204,41 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
     // The projection locks order batches against promotions and demotions
     // (`hot::request` takes its tenant's exclusively): a batch either
     // commits before the attribute flips, so the background work sees its
-    // rows, or takes its snapshot after, so it sees the new hotness. So the
-    // batch first claims its rows (the oldest free ones, locked), then
-    // locks their tenants shared and in ascending order, and moves exactly
-    // those rows in a second statement, whose snapshot follows the locks.
+    // rows, or takes its snapshot after, so it sees the new hotness. So a
+    // first statement locks, shared and in ascending order, the tenants of
+    // the rows at staging's head (the ones the batch will most likely
+    // take), and the batch statement, whose snapshot follows the locks,
+    // claims the oldest free rows of those tenants alone and moves them.
     //
-    // Oldest first is what keeps the flush lag down, so the claim's scan
-    // starts at the heap's head: a synchronized scan (PostgreSQL's default
-    // once staging outgrows a quarter of shared_buffers) would start where
-    // another flusher's scan is, among newer rows. Moving rows of the
-    // claimed tenants instead of the claimed rows themselves doubled the
-    // lag p99 in the 1M benchmark.
+    // Oldest first is what keeps the flush lag down, so both scans start at
+    // the heap's head: a synchronized scan (PostgreSQL's default once
+    // staging outgrows a quarter of shared_buffers) would start where
+    // another flusher's scan is, among newer rows.
     //
-    // The claimed rows are then fetched by their ctids. A generic plan,
-    // kept for the connection's life, may have been made while staging was
-    // small: it scans staging and tests every row against the whole array,
-    // which PostgreSQL hashes only for a constant. 10,000 rows took 9 s that
-    // way, holding their tenants' projection locks. So each batch is
-    // planned with its own array (a few ms): a TID scan, or a scan with a
-    // hashed array. (Ruling out sequential scans instead cost a quarter of
-    // the flush throughput: the rest of the statement plans worse.)
+    // Each batch is planned with its own values: a generic plan, kept for
+    // the connection's life, may have been made while staging was small, and
+    // a plan that scans staging testing every row against the claimed ctids
+    // took 9 s for 10,000 rows, holding their tenants' locks.
+    //
+    // (Claiming the rows in the first statement and moving them by their
+    // ctids in the second cost 15% of the throughput and a second of lag
+    // p99 in the 1M benchmark, against 9% and 0.4 s for this; README,
+    // "Benchmarks".)
     tx.batch_execute(
         "SET LOCAL synchronous_commit = off; SET LOCAL synchronize_seqscans = off; \
          SET LOCAL plan_cache_mode = force_custom_plan",
     )
     .await?;
-    let claim = tx
+    let lock = tx
         .prepare_cached(
-            "WITH claimed AS (SELECT ctid, tenant_id FROM entity_values_ingest \
-                              LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             SELECT ARRAY(SELECT ctid::text FROM claimed), \
-                    ARRAY(SELECT t FROM (SELECT DISTINCT tenant_id AS t FROM claimed ORDER BY t) o \
+            "SELECT ARRAY(SELECT t FROM (SELECT DISTINCT tenant_id AS t \
+                                         FROM (SELECT tenant_id FROM entity_values_ingest LIMIT $2) head \
+                                         ORDER BY t) o \
                           WHERE pg_advisory_xact_lock_shared($1, atlas_projection_lock_key(t)) IS NOT NULL)",
         )
         .await?;
-    let rows: Vec<String> = tx
-        .query_one(&claim, &[&crate::hot::PROJECTION_LOCK, &limit])
+    let tenants: Vec<i64> = tx
+        .query_one(&lock, &[&crate::hot::PROJECTION_LOCK, &limit])
         .await?
         .get(0);
     let stmt = tx
@@ -247,7 +247,7 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
             Mode::Safe => FLUSH_SAFE,
         })
         .await?;
-    let row = tx.query_one(&stmt, &[&rows]).await?;
+    let row = tx.query_one(&stmt, &[&limit, &tenants]).await?;
     let tenants: Vec<i64> = row.get(5);
     let entities: Vec<i64> = row.get(6);
     Ok(Batch {
