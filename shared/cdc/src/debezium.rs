@@ -112,8 +112,6 @@ pub enum TxStatus {
 /// letter, and the message says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("value is not base64: {0}")]
-    Base64(String),
     #[error("value is not JSON: {0}")]
     Json(String),
     #[error("not a Debezium record: {0}")]

@@ -7,14 +7,12 @@
 //! - [`encoding`]: the value encodings (ZonedTimestamp, the three decimal
 //!   modes, Json, TOAST placeholders), with no float round trip;
 //! - [`tables`]: the published tables, their columns, leaf partitions
-//!   mapped to their parent, and the typed rows;
-//! - [`msk`]: the records of a Lambda MSK event, in offset order.
+//!   mapped to their parent, and the typed rows.
 //!
 //! Loading the changes into the warehouse is `atlas-warehouse`'s work.
 
 pub mod debezium;
 pub mod encoding;
-pub mod msk;
 pub mod tables;
 
 pub use debezium::{Change, ChangeData, DecodeError, Op, Options, Record, Source};

@@ -225,6 +225,50 @@ pub enum Key {
     },
 }
 
+/// A column type a row field can be read as, and its name in errors.
+trait FromDatum: Sized {
+    const EXPECTED: &'static str;
+    fn from_datum(d: &Datum) -> Option<Self>;
+}
+
+macro_rules! from_datum {
+    ($($t:ty => $variant:ident, $expected:literal;)*) => {$(
+        impl FromDatum for $t {
+            const EXPECTED: &'static str = $expected;
+            fn from_datum(d: &Datum) -> Option<Self> {
+                match d {
+                    Datum::$variant(v) => Some(v.clone()),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+from_datum! {
+    i64 => Int64, "an int64";
+    bool => Bool, "a boolean";
+    String => Text, "text";
+    DateTime<Utc> => Timestamp, "a timestamp";
+    Decimal => Decimal, "a decimal";
+    Value => Json, "a JSON document";
+}
+
+impl Datum {
+    fn describe(&self) -> &'static str {
+        match self {
+            Datum::Null => "null",
+            Datum::Unavailable => "an unavailable value",
+            Datum::Int64(_) => i64::EXPECTED,
+            Datum::Bool(_) => bool::EXPECTED,
+            Datum::Text(_) => String::EXPECTED,
+            Datum::Timestamp(_) => <DateTime<Utc>>::EXPECTED,
+            Datum::Decimal(_) => Decimal::EXPECTED,
+            Datum::Json(_) => Value::EXPECTED,
+        }
+    }
+}
+
 /// Typed access to decoded columns, naming the table in every error.
 struct Get<'a> {
     table: Table,
@@ -232,90 +276,28 @@ struct Get<'a> {
 }
 
 impl Get<'_> {
-    fn datum(&self, column: &'static str) -> Option<&Datum> {
-        self.cols
+    /// The column, or `None` when absent, null or left out by an update.
+    fn opt<T: FromDatum>(&self, column: &'static str) -> Result<Option<T>, RowError> {
+        let Some(d) = self
+            .cols
             .get(column)
             .filter(|d| !matches!(d, Datum::Null | Datum::Unavailable))
-    }
-
-    fn missing(&self, column: &'static str) -> RowError {
-        RowError::Missing {
+        else {
+            return Ok(None);
+        };
+        T::from_datum(d).map(Some).ok_or(RowError::Type {
             table: self.table,
             column,
-        }
+            found: d.describe(),
+            expected: T::EXPECTED,
+        })
     }
 
-    fn mismatch(&self, column: &'static str, found: &Datum, expected: &'static str) -> RowError {
-        RowError::Type {
+    fn req<T: FromDatum>(&self, column: &'static str) -> Result<T, RowError> {
+        self.opt(column)?.ok_or(RowError::Missing {
             table: self.table,
             column,
-            found: match found {
-                Datum::Null => "null",
-                Datum::Unavailable => "an unavailable value",
-                Datum::Int64(_) => "an int64",
-                Datum::Bool(_) => "a boolean",
-                Datum::Text(_) => "text",
-                Datum::Timestamp(_) => "a timestamp",
-                Datum::Decimal(_) => "a decimal",
-                Datum::Json(_) => "a JSON document",
-            },
-            expected,
-        }
-    }
-
-    fn opt_i64(&self, c: &'static str) -> Result<Option<i64>, RowError> {
-        match self.datum(c) {
-            None => Ok(None),
-            Some(Datum::Int64(v)) => Ok(Some(*v)),
-            Some(d) => Err(self.mismatch(c, d, "an int64")),
-        }
-    }
-    fn i64(&self, c: &'static str) -> Result<i64, RowError> {
-        self.opt_i64(c)?.ok_or_else(|| self.missing(c))
-    }
-    fn opt_bool(&self, c: &'static str) -> Result<Option<bool>, RowError> {
-        match self.datum(c) {
-            None => Ok(None),
-            Some(Datum::Bool(v)) => Ok(Some(*v)),
-            Some(d) => Err(self.mismatch(c, d, "a boolean")),
-        }
-    }
-    fn bool(&self, c: &'static str) -> Result<bool, RowError> {
-        self.opt_bool(c)?.ok_or_else(|| self.missing(c))
-    }
-    fn opt_text(&self, c: &'static str) -> Result<Option<String>, RowError> {
-        match self.datum(c) {
-            None => Ok(None),
-            Some(Datum::Text(v)) => Ok(Some(v.clone())),
-            Some(d) => Err(self.mismatch(c, d, "text")),
-        }
-    }
-    fn text(&self, c: &'static str) -> Result<String, RowError> {
-        self.opt_text(c)?.ok_or_else(|| self.missing(c))
-    }
-    fn opt_ts(&self, c: &'static str) -> Result<Option<DateTime<Utc>>, RowError> {
-        match self.datum(c) {
-            None => Ok(None),
-            Some(Datum::Timestamp(v)) => Ok(Some(*v)),
-            Some(d) => Err(self.mismatch(c, d, "a timestamp")),
-        }
-    }
-    fn ts(&self, c: &'static str) -> Result<DateTime<Utc>, RowError> {
-        self.opt_ts(c)?.ok_or_else(|| self.missing(c))
-    }
-    fn opt_decimal(&self, c: &'static str) -> Result<Option<Decimal>, RowError> {
-        match self.datum(c) {
-            None => Ok(None),
-            Some(Datum::Decimal(v)) => Ok(Some(*v)),
-            Some(d) => Err(self.mismatch(c, d, "a decimal")),
-        }
-    }
-    fn opt_json(&self, c: &'static str) -> Result<Option<Value>, RowError> {
-        match self.datum(c) {
-            None => Ok(None),
-            Some(Datum::Json(v)) => Ok(Some(v.clone())),
-            Some(d) => Err(self.mismatch(c, d, "a JSON document")),
-        }
+        })
     }
 }
 
@@ -324,40 +306,40 @@ impl Row {
         let g = Get { table, cols };
         Ok(match table {
             Table::Tenants => Row::Tenant(TenantRow {
-                tenant_id: g.i64("tenant_id")?,
-                tenant_name: g.text("tenant_name")?,
-                is_active: g.bool("is_active")?,
+                tenant_id: g.req("tenant_id")?,
+                tenant_name: g.req("tenant_name")?,
+                is_active: g.req("is_active")?,
             }),
             Table::Attributes => Row::Attribute(AttributeRow {
-                attribute_id: g.i64("attribute_id")?,
-                tenant_id: g.i64("tenant_id")?,
-                attribute_name: g.text("attribute_name")?,
-                data_type: g.text("data_type")?,
-                is_hot: g.bool("is_hot")?,
+                attribute_id: g.req("attribute_id")?,
+                tenant_id: g.req("tenant_id")?,
+                attribute_name: g.req("attribute_name")?,
+                data_type: g.req("data_type")?,
+                is_hot: g.req("is_hot")?,
             }),
             Table::Entities => Row::Entity(EntityRow {
-                tenant_id: g.i64("tenant_id")?,
-                entity_id: g.i64("entity_id")?,
-                entity_type: g.text("entity_type")?,
-                is_deleted: g.opt_bool("is_deleted")?.unwrap_or(false),
+                tenant_id: g.req("tenant_id")?,
+                entity_id: g.req("entity_id")?,
+                entity_type: g.req("entity_type")?,
+                is_deleted: g.opt("is_deleted")?.unwrap_or(false),
             }),
             Table::Values => Row::Value(ValueRow {
-                tenant_id: g.i64("tenant_id")?,
-                entity_id: g.i64("entity_id")?,
-                attribute_id: g.i64("attribute_id")?,
-                value: g.opt_text("value")?,
-                value_int: g.opt_i64("value_int")?,
-                value_decimal: g.opt_decimal("value_decimal")?,
-                value_bool: g.opt_bool("value_bool")?,
-                value_timestamp: g.opt_ts("value_timestamp")?,
-                ingested_at: g.ts("ingested_at")?,
+                tenant_id: g.req("tenant_id")?,
+                entity_id: g.req("entity_id")?,
+                attribute_id: g.req("attribute_id")?,
+                value: g.opt("value")?,
+                value_int: g.opt("value_int")?,
+                value_decimal: g.opt("value_decimal")?,
+                value_bool: g.opt("value_bool")?,
+                value_timestamp: g.opt("value_timestamp")?,
+                ingested_at: g.req("ingested_at")?,
             }),
             Table::Projection => Row::Projection(ProjectionRow {
-                tenant_id: g.i64("tenant_id")?,
-                entity_id: g.i64("entity_id")?,
-                hot_attrs: g.opt_json("hot_attrs")?,
-                hot_attrs_ts: g.opt_json("hot_attrs_ts")?,
-                updated_at: g.ts("updated_at")?,
+                tenant_id: g.req("tenant_id")?,
+                entity_id: g.req("entity_id")?,
+                hot_attrs: g.opt("hot_attrs")?,
+                hot_attrs_ts: g.opt("hot_attrs_ts")?,
+                updated_at: g.req("updated_at")?,
             }),
         })
     }
@@ -368,24 +350,24 @@ impl Key {
         let g = Get { table, cols };
         Ok(match table {
             Table::Tenants => Key::Tenant {
-                tenant_id: g.i64("tenant_id")?,
+                tenant_id: g.req("tenant_id")?,
             },
             Table::Attributes => Key::Attribute {
-                attribute_id: g.i64("attribute_id")?,
+                attribute_id: g.req("attribute_id")?,
             },
             Table::Entities => Key::Entity {
-                tenant_id: g.i64("tenant_id")?,
-                entity_id: g.i64("entity_id")?,
+                tenant_id: g.req("tenant_id")?,
+                entity_id: g.req("entity_id")?,
             },
             Table::Values => Key::Value {
-                tenant_id: g.i64("tenant_id")?,
-                entity_id: g.i64("entity_id")?,
-                attribute_id: g.i64("attribute_id")?,
-                ingested_at: g.ts("ingested_at")?,
+                tenant_id: g.req("tenant_id")?,
+                entity_id: g.req("entity_id")?,
+                attribute_id: g.req("attribute_id")?,
+                ingested_at: g.req("ingested_at")?,
             },
             Table::Projection => Key::Projection {
-                tenant_id: g.i64("tenant_id")?,
-                entity_id: g.i64("entity_id")?,
+                tenant_id: g.req("tenant_id")?,
+                entity_id: g.req("entity_id")?,
             },
         })
     }

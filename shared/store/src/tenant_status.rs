@@ -72,7 +72,9 @@ impl TenantStatus {
             }
             None => {
                 let at = Instant::now();
-                let active = active_of(&self.pool, &[tenant]).await?.contains(&tenant);
+                let active = active_of(&self.pool, &[tenant])
+                    .await?
+                    .contains(&tenant.get());
                 self.inner
                     .answers
                     .write()
@@ -108,7 +110,7 @@ impl TenantStatus {
                         let mut answers = inner.answers.write().expect("answers lock");
                         for t in chunk {
                             if answers.get(t).is_none_or(|(seen, _)| *seen < at) {
-                                answers.insert(*t, (at, active.contains(t)));
+                                answers.insert(*t, (at, active.contains(&t.get())));
                             }
                         }
                     }
@@ -125,18 +127,13 @@ impl TenantStatus {
     }
 }
 
-/// The active ones among `tenants`, in one statement.
-async fn active_of(pool: &Pool, tenants: &[TenantId]) -> Result<HashSet<TenantId>, StoreError> {
+/// The ids of the active ones among `tenants`, in one statement.
+async fn active_of(pool: &Pool, tenants: &[TenantId]) -> Result<HashSet<i64>, StoreError> {
     let ids: Vec<i64> = tenants.iter().map(|t| t.get()).collect();
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached("SELECT atlas_active_tenants($1)")
         .await?;
     let active: Vec<i64> = client.query_one(&stmt, &[&ids]).await?.get(0);
-    let active: HashSet<i64> = active.into_iter().collect();
-    Ok(tenants
-        .iter()
-        .copied()
-        .filter(|t| active.contains(&t.get()))
-        .collect())
+    Ok(active.into_iter().collect())
 }
