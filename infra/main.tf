@@ -58,6 +58,16 @@ locals {
         ATLAS_CURSOR_KEY = random_password.cursor_key.result
       }
     }
+    cdc-loader = {
+      description = "Loads Debezium change batches from MSK into the Redshift warehouse."
+      memory      = 1024
+      timeout     = 120
+      env = {
+        ATLAS_WAREHOUSE_URL = "redshift://${var.redshift_workgroup}/${var.redshift_database}"
+        # Dead letters, under dead-letter/cdc-loader/.
+        ATLAS_OBJECT_STORE = local.plugin_store
+      }
+    }
     flusher = {
       description = "Moves staging into entity_values_ts and entity_jsonb, every minute."
       memory      = 512
@@ -115,7 +125,7 @@ resource "aws_lambda_function" "function" {
   timeout          = each.value.timeout
 
   environment {
-    variables = merge(local.common_env, each.value.env, local.db_credentials_env[each.key])
+    variables = merge(local.common_env, each.value.env, lookup(local.db_credentials_env, each.key, {}))
   }
 
   vpc_config {

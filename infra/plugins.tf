@@ -41,19 +41,27 @@ data "aws_iam_policy_document" "plugins_write" {
   }
 }
 
-# Ingest keeps MSK records that can never succeed under dead-letter/, with
-# their reason and raw bytes; it may add letters there and nothing else.
+# Ingest and the CDC loader keep MSK records that can never succeed under
+# dead-letter/<function>/, with their reason and raw bytes; each may add
+# letters there and nothing else.
 data "aws_iam_policy_document" "dead_letters" {
+  for_each = toset(["ingest", "cdc-loader"])
   statement {
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.plugins.arn}/dead-letter/*"]
+    resources = ["${aws_s3_bucket.plugins.arn}/dead-letter/${each.key}/*"]
   }
 }
 
 resource "aws_iam_role_policy" "dead_letters" {
-  name   = "dead-letters"
-  role   = aws_iam_role.function["ingest"].id
-  policy = data.aws_iam_policy_document.dead_letters.json
+  for_each = data.aws_iam_policy_document.dead_letters
+  name     = "dead-letters"
+  role     = aws_iam_role.function[each.key].id
+  policy   = each.value.json
+}
+
+moved {
+  from = aws_iam_role_policy.dead_letters
+  to   = aws_iam_role_policy.dead_letters["ingest"]
 }
 
 resource "aws_iam_role_policy" "plugins" {

@@ -123,3 +123,45 @@ variable "log_retention_days" {
   type        = number
   default     = 30
 }
+
+variable "cdc_topics" {
+  description = "Debezium topics the CDC loader reads: <topic.prefix>.<schema>.<table> for each published table."
+  type        = list(string)
+  default = [
+    "atlas.public.tenants",
+    "atlas.public.attributes",
+    "atlas.public.entities",
+    "atlas.public.entity_values_ts",
+    "atlas.public.entity_jsonb",
+  ]
+}
+
+variable "cdc_batch_size" {
+  description = "Records per CDC loader invocation (Lambda allows up to 10,000 from MSK)."
+  type        = number
+  default     = 10000
+}
+
+variable "cdc_batching_window_secs" {
+  description = "Longest the event source mapping gathers a CDC batch before invoking the loader."
+  type        = number
+  default     = 1
+}
+
+variable "redshift_workgroup" {
+  description = "Redshift Serverless workgroup of the warehouse."
+  type        = string
+  default     = "atlas"
+}
+
+variable "redshift_workgroup_arn" {
+  description = "ARN of that workgroup, to which the loader's Data API access is limited; empty: any workgroup of the account."
+  type        = string
+  default     = ""
+}
+
+variable "redshift_database" {
+  description = "Warehouse database in the workgroup."
+  type        = string
+  default     = "atlas"
+}

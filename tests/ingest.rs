@@ -510,8 +510,8 @@ async fn setup_msk(config: IngestConfig) -> (TestDb, IngestService, Arc<dyn Obje
     let db = TestDb::new().await;
     demo_tenants(&db).await;
     let store = local_store("dead-letter");
-    let svc =
-        IngestService::new(db.pool(DbRole::App), config).with_dead_letters(dead_letters(&store));
+    let svc = IngestService::new(db.pool(DbRole::App), config)
+        .with_dead_letters(dead_letters(&store, "ingest"));
     (db, svc, store)
 }
 

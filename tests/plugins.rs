@@ -53,7 +53,7 @@ impl Stack {
         );
         IngestService::new(db.pool(DbRole::App), IngestConfig::default())
             .with_transforms(transforms)
-            .with_dead_letters(dead_letters(objects))
+            .with_dead_letters(dead_letters(objects, "ingest"))
     }
 
     async fn api(

@@ -349,13 +349,15 @@ pub fn local_store(purpose: &str) -> std::sync::Arc<dyn atlas_objects::ObjectSto
     )))
 }
 
-/// Dead letters kept in `store`, metrics to the log.
+/// `pipeline`'s dead letters kept in `store`, metrics to the log.
 pub fn dead_letters(
     store: &std::sync::Arc<dyn atlas_objects::ObjectStore>,
-) -> atlas_ingest::dead_letter::DeadLetters {
-    atlas_ingest::dead_letter::DeadLetters::new(
+    pipeline: &'static str,
+) -> atlas_msk::DeadLetters {
+    atlas_msk::DeadLetters::new(
         store.clone(),
         std::sync::Arc::new(atlas_cloud::metrics::TracingSink),
+        pipeline,
     )
 }
 

@@ -54,6 +54,9 @@ pub struct Settings {
     pub query: QueryConfig,
     pub flush: FlushConfig,
     pub heartbeat: HeartbeatConfig,
+    /// `ATLAS_WAREHOUSE_URL`: a PostgreSQL URL (the local warehouse) or
+    /// `redshift://<workgroup-or-cluster>/<database>`.
+    pub warehouse: Option<atlas_warehouse::Target>,
 }
 
 impl Settings {
@@ -87,6 +90,10 @@ impl Settings {
             query: env.query(catalog_ttl, in_lambda)?,
             flush: env.flush(window)?,
             heartbeat: env.heartbeat()?,
+            warehouse: match env.text("ATLAS_WAREHOUSE_URL") {
+                Some(raw) => Some(parse_with("ATLAS_WAREHOUSE_URL", raw, str::parse)?),
+                None => None,
+            },
         })
     }
 
@@ -116,6 +123,13 @@ impl Settings {
     pub fn objects(&self) -> Result<&Location, ConfigError> {
         self.objects.as_ref().ok_or(ConfigError::Missing {
             name: "ATLAS_OBJECT_STORE",
+        })
+    }
+
+    /// Where the CDC-batch loader writes and analytics reads; required.
+    pub fn warehouse(&self) -> Result<&atlas_warehouse::Target, ConfigError> {
+        self.warehouse.as_ref().ok_or(ConfigError::Missing {
+            name: "ATLAS_WAREHOUSE_URL",
         })
     }
 

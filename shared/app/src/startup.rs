@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use atlas_cache::HotCache;
 use atlas_ingest::IngestService;
-use atlas_ingest::dead_letter::DeadLetters;
+use atlas_msk::DeadLetters;
 use atlas_plugins::{Registry, Transforms};
 use atlas_query::QueryApi;
 use atlas_query::routing::Replica;
 use atlas_store::flush::Flusher;
 use atlas_store::heartbeat::{Beats, HeartbeatConfig, beat_until};
 use atlas_store::{DbConfig, DbRole, Pool, StoreError};
+use atlas_warehouse::{Loader, PgWarehouse, Target, Warehouse};
 
 use crate::{ConfigError, Settings};
 
@@ -43,7 +44,7 @@ pub async fn ingest(settings: &Settings) -> Result<IngestService, StartupError> 
         atlas_plugin_host::Host::new()?,
         settings.ingest.catalog_ttl,
     );
-    let letters = DeadLetters::new(objects, atlas_cloud::metrics::from_env("Atlas"));
+    let letters = DeadLetters::new(objects, atlas_cloud::metrics::from_env("Atlas"), "ingest");
     Ok(IngestService::new(pool, settings.ingest.clone())
         .with_transforms(transforms)
         .with_dead_letters(letters))
@@ -114,6 +115,37 @@ pub fn heartbeat(settings: &Settings) -> Result<Heartbeat, StartupError> {
         pool: settings.database(DbRole::Worker)?.pool()?,
         config: settings.heartbeat.clone(),
     })
+}
+
+/// The CDC-batch loader: Debezium records from MSK into the warehouse,
+/// dead letters to the object store. The warehouse's schema is applied on
+/// the first use.
+pub async fn cdc_loader(settings: &Settings) -> Result<Loader, StartupError> {
+    let warehouse: Arc<dyn Warehouse> = match settings.warehouse()? {
+        Target::Postgres(url) => Arc::new(PgWarehouse::new(
+            DbConfig::new(url.clone(), DbRole::AsLogin).pool()?,
+        )),
+        Target::Redshift { cluster, database } => {
+            return Err(ConfigError::Invalid {
+                name: "ATLAS_WAREHOUSE_URL",
+                value: format!("redshift://{cluster}/{database}"),
+                reason: "this build loads into PostgreSQL only; the Redshift Data API adapter \
+                         is not built yet"
+                    .into(),
+            }
+            .into());
+        }
+    };
+    let letters = DeadLetters::new(
+        settings.objects()?.open().await?,
+        atlas_cloud::metrics::from_env("Atlas"),
+        atlas_warehouse::loader::PIPELINE,
+    );
+    Ok(Loader::new(
+        warehouse,
+        letters,
+        atlas_cdc::Options::default(),
+    ))
 }
 
 fn hot_cache(settings: &Settings) -> Result<Option<Arc<HotCache>>, StartupError> {

@@ -6,7 +6,6 @@
 
 mod batch;
 mod config;
-pub mod dead_letter;
 pub mod http;
 pub mod lambda;
 pub mod msk;

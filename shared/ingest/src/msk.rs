@@ -23,7 +23,6 @@ use atlas_core::TenantId;
 use atlas_store::StoreError;
 use atlas_store::progress::{self, Mark, Partition};
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
-use base64::Engine;
 use serde::Serialize;
 
 use crate::{IngestConfig, IngestError, IngestService, Progress, TenantBatch, parse_batch};
@@ -63,9 +62,7 @@ pub async fn handle(
         .chain([started + svc.config().msk_plugin_budget])
         .min()
         .expect("one bound at least");
-    let mut records: Vec<&KafkaRecord> = event.records.values().flatten().collect();
-    records
-        .sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    let records = atlas_msk::in_order(&event);
     let mut report = Report {
         records: records.len(),
         ..Report::default()
@@ -127,7 +124,7 @@ pub async fn handle(
                 report.accepted += o.accepted;
                 report.rejected_readings += o.rejected.len();
                 for r in o.rejected {
-                    tracing::warn!(record = %at(rec), index = r.index, reason = %r.reason, "reading rejected");
+                    tracing::warn!(record = %atlas_msk::at(rec), index = r.index, reason = %r.reason, "reading rejected");
                 }
             }
             Err(refused) => dead_letter(svc, rec, &refused.describe(), &mut report).await?,
@@ -159,15 +156,6 @@ fn partition_of(rec: &KafkaRecord) -> Partition {
         topic: rec.topic.clone().unwrap_or_default(),
         partition: rec.partition as i32,
     }
-}
-
-fn at(rec: &KafkaRecord) -> String {
-    format!(
-        "{}-{}@{}",
-        rec.topic.as_deref().unwrap_or("?"),
-        rec.partition,
-        rec.offset
-    )
 }
 
 /// For each partition with a mark, the offset below which this batch's
@@ -224,7 +212,7 @@ fn progress_after(
 /// One record as its tenant's batch, or why it can never be one.
 pub fn record_batch(rec: &KafkaRecord, cfg: &IngestConfig) -> Result<TenantBatch, String> {
     let tenant = record_tenant(rec)?;
-    let body = decode(rec.value.as_deref())?;
+    let body = atlas_msk::bytes(rec.value.as_deref())?.ok_or("record has no value")?;
     let readings =
         parse_batch(&body, cfg.max_body_bytes, cfg.max_readings).map_err(|e| e.to_string())?;
     Ok(TenantBatch {
@@ -239,16 +227,9 @@ fn record_tenant(rec: &KafkaRecord) -> Result<TenantId, String> {
     let raw = match header {
         Some(bytes) => String::from_utf8(bytes.iter().map(|b| *b as u8).collect())
             .map_err(|_| "tenant_id header is not UTF-8".to_owned())?,
-        None => String::from_utf8(decode(rec.key.as_deref())?)
+        None => String::from_utf8(atlas_msk::bytes(rec.key.as_deref())?.unwrap_or_default())
             .map_err(|_| "record key is not UTF-8".to_owned())?,
     };
     TenantId::parse(&raw)
         .map_err(|e| format!("no valid tenant in the tenant_id header or key: {e}"))
-}
-
-fn decode(b64: Option<&str>) -> Result<Vec<u8>, String> {
-    let b64 = b64.ok_or("record has no value")?;
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("record is not base64: {e}"))
 }

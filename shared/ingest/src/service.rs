@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::IngestConfig;
-use crate::dead_letter::DeadLetters;
+use atlas_msk::DeadLetters;
 
 /// What became of a batch: like Timestream's RejectedRecords, one entry per
 /// refused reading, by its index in the request.

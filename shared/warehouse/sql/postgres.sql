@@ -63,6 +63,11 @@ CREATE TABLE IF NOT EXISTS fact_telemetry (
 );
 CREATE INDEX IF NOT EXISTS fact_telemetry_attribute_day
     ON fact_telemetry (tenant_id, attribute_name, ingested_date);
+-- Readings that came before their dimension: the load enriches them when
+-- it arrives, and finds them here instead of among all the tenant's.
+CREATE INDEX IF NOT EXISTS fact_telemetry_unenriched
+    ON fact_telemetry (tenant_id)
+    WHERE tenant_name IS NULL OR attribute_name IS NULL OR entity_type IS NULL;
 
 -- The latest hot state of every entity, from entity_jsonb's changes.
 CREATE TABLE IF NOT EXISTS fact_current_state (
@@ -86,8 +91,8 @@ CREATE TABLE IF NOT EXISTS agg_daily_entity_stats (
     attribute_name varchar(63),
     sample_count   bigint NOT NULL,
     value_sum      numeric(38, 5) NOT NULL,
-    value_min      numeric(20, 5) NOT NULL,
-    value_max      numeric(20, 5) NOT NULL,
+    value_min      numeric(38, 5) NOT NULL,
+    value_max      numeric(38, 5) NOT NULL,
     PRIMARY KEY (tenant_id, entity_id, attribute_id, ingested_date)
 );
 

@@ -84,8 +84,8 @@ CREATE TABLE IF NOT EXISTS agg_daily_entity_stats (
     attribute_name varchar(63),
     sample_count   bigint NOT NULL,
     value_sum      numeric(38, 5) NOT NULL,
-    value_min      numeric(20, 5) NOT NULL,
-    value_max      numeric(20, 5) NOT NULL,
+    value_min      numeric(38, 5) NOT NULL,
+    value_max      numeric(38, 5) NOT NULL,
     PRIMARY KEY (tenant_id, entity_id, attribute_id, ingested_date)
 ) DISTKEY (entity_id) COMPOUND SORTKEY (tenant_id, attribute_name, ingested_date);
 

@@ -3,9 +3,10 @@
 //! an operator can read why, fix the cause, and replay the raw bytes.
 //!
 //! Each record goes to the object store under
-//! `dead-letter/ingest/<topic>/<partition>/<offset>.json`, so a redelivered
-//! batch overwrites its own letters instead of adding more, and each one
-//! counts in the EMF metric `DeadLetterRecords`.
+//! `dead-letter/<pipeline>/<topic>/<partition>/<offset>.json`, so a
+//! redelivered batch overwrites its own letters instead of adding more, and
+//! each one counts in the EMF metric `DeadLetterRecords`, with the pipeline
+//! as its `Function` dimension.
 
 use std::sync::Arc;
 
@@ -15,12 +16,14 @@ use aws_lambda_events::event::kafka::KafkaRecord;
 use chrono::Utc;
 use serde::Serialize;
 
-pub const PREFIX: &str = "dead-letter/ingest/";
+pub const PREFIX: &str = "dead-letter/";
 
 #[derive(Clone)]
 pub struct DeadLetters {
     store: Arc<dyn ObjectStore>,
     metrics: Metrics,
+    /// `ingest`, `cdc-loader`: the function whose records these are.
+    pipeline: &'static str,
 }
 
 /// What is kept of a record: where it came from, why it failed, and the
@@ -39,13 +42,17 @@ struct Letter<'a> {
 }
 
 impl DeadLetters {
-    pub fn new(store: Arc<dyn ObjectStore>, metrics: Metrics) -> Self {
-        Self { store, metrics }
+    pub fn new(store: Arc<dyn ObjectStore>, metrics: Metrics, pipeline: &'static str) -> Self {
+        Self {
+            store,
+            metrics,
+            pipeline,
+        }
     }
 
     /// Keeps `rec` with `reason`; returns the key it was written under.
     pub async fn put(&self, rec: &KafkaRecord, reason: &str) -> Result<String, ObjectError> {
-        let key = key_for(rec);
+        let key = key_for(self.pipeline, rec);
         let letter = Letter {
             reason,
             topic: rec.topic.as_deref(),
@@ -68,7 +75,7 @@ impl DeadLetters {
         let body = serde_json::to_vec_pretty(&letter).expect("letters serialize");
         self.store.put(&key, body).await?;
         self.metrics.record(&Sample {
-            dimensions: vec![("Function", "ingest".into())],
+            dimensions: vec![("Function", self.pipeline.into())],
             values: vec![("DeadLetterRecords", 1.0, Unit::Count)],
         });
         tracing::warn!(record = %key, reason, "record dead-lettered");
@@ -77,7 +84,7 @@ impl DeadLetters {
 }
 
 /// A key the object store accepts for any topic name Kafka allows.
-fn key_for(rec: &KafkaRecord) -> String {
+fn key_for(pipeline: &str, rec: &KafkaRecord) -> String {
     let topic: String = rec
         .topic
         .as_deref()
@@ -97,7 +104,7 @@ fn key_for(rec: &KafkaRecord) -> String {
         topic
     };
     format!(
-        "{PREFIX}{topic}/{}/{:020}.json",
+        "{PREFIX}{pipeline}/{topic}/{}/{:020}.json",
         rec.partition,
         rec.offset.max(0)
     )
@@ -119,14 +126,16 @@ mod tests {
     #[test]
     fn keys_are_one_per_record_and_safe() {
         assert_eq!(
-            key_for(&record(Some("raw-telemetry"), 3, 42)),
+            key_for("ingest", &record(Some("raw-telemetry"), 3, 42)),
             "dead-letter/ingest/raw-telemetry/3/00000000000000000042.json"
         );
         assert_eq!(
-            key_for(&record(Some("a/b c"), 0, 1)),
-            "dead-letter/ingest/a_b_c/0/00000000000000000001.json"
+            key_for("cdc-loader", &record(Some("a/b c"), 0, 1)),
+            "dead-letter/cdc-loader/a_b_c/0/00000000000000000001.json"
         );
-        assert!(key_for(&record(Some(".."), 0, 1)).starts_with("dead-letter/ingest/_../"));
-        assert!(key_for(&record(None, 0, 1)).contains("unknown-topic"));
+        assert!(
+            key_for("ingest", &record(Some(".."), 0, 1)).starts_with("dead-letter/ingest/_../")
+        );
+        assert!(key_for("ingest", &record(None, 0, 1)).contains("unknown-topic"));
     }
 }

@@ -1,0 +1,119 @@
+//! The CDC-batch loader: an MSK batch of Debezium records into the
+//! warehouse, in one load.
+//!
+//! Every record is decoded (`atlas-cdc`); one that can never be (bad JSON,
+//! a table the loader does not take, an undecodable value) becomes a dead
+//! letter with its reason and offset and never holds up the rest. The
+//! changes then load in one transaction. If the load fails, the invocation
+//! fails and Lambda delivers the batch again: dead letters are written
+//! under their offset, so they overwrite themselves, and the load drops
+//! readings it holds already, so the retry adds each reading once.
+
+use std::sync::Arc;
+
+use atlas_cdc::{Options, Record};
+use atlas_msk::DeadLetters;
+use aws_lambda_events::event::kafka::KafkaEvent;
+use serde::Serialize;
+
+use crate::batch::Batch;
+use crate::{Warehouse, WarehouseError};
+
+/// The function's name: its dead letters' prefix and metric dimension.
+pub const PIPELINE: &str = "cdc-loader";
+
+/// What one invocation did; `atlas cdc load` prints it as its last line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub records: usize,
+    /// Row changes among the records (not tombstones, heartbeats or
+    /// transaction boundaries).
+    pub changes: usize,
+    pub loaded: u64,
+    pub duplicates: u64,
+    pub dead_lettered: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("warehouse: {0}")]
+    Warehouse(#[from] WarehouseError),
+    #[error("dead-letter store: {0}")]
+    DeadLetters(#[from] atlas_objects::ObjectError),
+}
+
+pub struct Loader {
+    warehouse: Arc<dyn Warehouse>,
+    letters: DeadLetters,
+    options: Options,
+    /// Set once the warehouse's schema has been applied by this process.
+    schema: tokio::sync::OnceCell<()>,
+}
+
+impl Loader {
+    pub fn new(warehouse: Arc<dyn Warehouse>, letters: DeadLetters, options: Options) -> Self {
+        Self {
+            warehouse,
+            letters,
+            options,
+            schema: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub fn warehouse(&self) -> &Arc<dyn Warehouse> {
+        &self.warehouse
+    }
+
+    pub async fn handle(&self, event: &KafkaEvent) -> Result<Report, LoadError> {
+        let mut report = Report::default();
+        let mut batch = Batch::default();
+        for rec in atlas_msk::in_order(event) {
+            report.records += 1;
+            let topic = rec.topic.as_deref().unwrap_or_default();
+            let decoded = atlas_msk::bytes(rec.value.as_deref()).and_then(|value| {
+                atlas_cdc::debezium::decode(topic, value.as_deref(), &self.options)
+                    .map_err(|e| e.to_string())
+            });
+            match decoded {
+                Ok(Record::Change(change)) => batch.add(source_of(topic), change),
+                Ok(Record::Tombstone | Record::Heartbeat { .. } | Record::Transaction(_)) => {}
+                Err(reason) => {
+                    self.letters.put(rec, &reason).await?;
+                    report.dead_lettered += 1;
+                }
+            }
+        }
+        report.changes = batch.changes;
+        if !batch.is_empty() {
+            self.schema
+                .get_or_try_init(|| self.warehouse.apply_schema())
+                .await?;
+            let loaded = self.warehouse.load(&batch).await?;
+            report.loaded = loaded.loaded;
+            report.duplicates = loaded.duplicates;
+        }
+        Ok(report)
+    }
+}
+
+/// The connector a topic (`<topic.prefix>.<schema>.<table>`) comes from:
+/// its topic prefix, which names the load watermark.
+pub fn source_of(topic: &str) -> &str {
+    let mut parts = topic.rsplitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(prefix)) => prefix,
+        _ => topic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_is_the_topic_prefix() {
+        assert_eq!(source_of("atlas.public.entity_values_ts"), "atlas");
+        assert_eq!(source_of("prod.atlas.public.tenants"), "prod.atlas");
+        assert_eq!(source_of("odd"), "odd");
+    }
+}
