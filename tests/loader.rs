@@ -503,3 +503,20 @@ async fn a_loader_killed_mid_batch_loads_everything_once_on_the_rerun() {
         2
     );
 }
+
+#[tokio::test]
+async fn hot_state_keeps_every_digit_postgres_had() {
+    let w = warehouse().await;
+    let mut exact = state(10, "online", "2026-11-30T09:30:00Z");
+    // numeric(20, 5) in the projection: more digits than an f64 holds.
+    exact.1.as_mut().unwrap()["after"]["hot_attrs"] =
+        json!(r#"{"pressure": 123456789012345.67891, "status": "online"}"#);
+    w.loader.handle(&event(0, &[exact])).await.unwrap();
+    let c = w.db.owner().await;
+    let pressure: String = c
+        .query_one("SELECT hot_attrs->>'pressure' FROM fact_current_state", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pressure, "123456789012345.67891");
+}

@@ -92,14 +92,35 @@ impl Drop for TestDb {
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.ok()?;
                 tokio::spawn(conn);
+                // A change tap's slot would keep the database (and WAL) alive.
                 client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .batch_execute(&format!(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                         WHERE database = '{name}' AND NOT active; \
+                         DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    ))
                     .await
                     .ok()
             })
         })
         .join();
     }
+}
+
+/// A change tap on `db`'s `atlas_cdc` publication, through its own
+/// connection as the owner; its slot goes with the database.
+pub async fn tap(db: &TestDb) -> atlas_tap::Tap {
+    let (client, conn) = tokio_postgres::connect(&db.url, NoTls)
+        .await
+        .expect("connect the tap");
+    tokio::spawn(conn);
+    let cfg = atlas_tap::TapConfig {
+        slot: db.name.clone(),
+        ..atlas_tap::TapConfig::default()
+    };
+    atlas_tap::Tap::new(client, cfg)
+        .await
+        .expect("the tap needs wal_level = logical (.ci/test sets it)")
 }
 
 /// The server's own message for a database error ("db error" alone says nothing).

@@ -77,7 +77,33 @@ pub enum Datum {
     Text(String),
     Timestamp(DateTime<Utc>),
     Decimal(Decimal),
-    Json(Value),
+    Json(Document),
+}
+
+/// A JSON document exactly as the connector sent it: its numbers keep
+/// every digit (a `NUMERIC(20, 5)` reading in `hot_attrs` holds more than
+/// an f64 does), so the warehouse stores what PostgreSQL stored.
+#[derive(Debug, Clone)]
+pub struct Document(Box<serde_json::value::RawValue>);
+
+impl Document {
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text.to_owned()).map(Document)
+    }
+
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn raw(&self) -> &serde_json::value::RawValue {
+        &self.0
+    }
+}
+
+impl PartialEq for Document {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
 }
 
 /// What the record's own schema says of a field, when it has one.
@@ -148,12 +174,11 @@ pub fn zoned_timestamp(raw: &Value) -> Result<DateTime<Utc>, BadValue> {
 
 /// `io.debezium.data.Json`: the document as a string (an already parsed
 /// object or array is taken as it is).
-fn json(raw: &Value) -> Result<Value, BadValue> {
+fn json(raw: &Value) -> Result<Document, BadValue> {
+    let invalid = |e: serde_json::Error| bad(format!("io.debezium.data.Json: {e}"));
     match raw {
-        Value::String(s) => {
-            serde_json::from_str(s).map_err(|e| bad(format!("io.debezium.data.Json: {e}")))
-        }
-        Value::Object(_) | Value::Array(_) => Ok(raw.clone()),
+        Value::String(s) => Document::parse(s).map_err(invalid),
+        Value::Object(_) | Value::Array(_) => Document::parse(&raw.to_string()).map_err(invalid),
         other => Err(bad(format!(
             "expected an io.debezium.data.Json string, found {}",
             shape(other)
@@ -389,7 +414,7 @@ mod tests {
         assert!(decode(&json!(1_764_000_000_000i64), Kind::Timestamp, none, mode).is_err());
         assert_eq!(
             decode(&json!(r#"{"status":"online"}"#), Kind::Json, none, mode).unwrap(),
-            Datum::Json(json!({"status": "online"}))
+            Datum::Json(Document::parse(r#"{"status":"online"}"#).unwrap())
         );
         assert_eq!(
             decode(&json!(UNAVAILABLE), Kind::Json, none, mode).unwrap(),

@@ -7,11 +7,14 @@
 //! - [`encoding`]: the value encodings (ZonedTimestamp, the three decimal
 //!   modes, Json, TOAST placeholders), with no float round trip;
 //! - [`tables`]: the published tables, their columns, leaf partitions
-//!   mapped to their parent, and the typed rows.
+//!   mapped to their parent, and the typed rows;
+//! - [`emit`]: the other direction, a row change as the connector writes
+//!   it (what the local change tap sends the loader).
 //!
 //! Loading the changes into the warehouse is `atlas-warehouse`'s work.
 
 pub mod debezium;
+pub mod emit;
 pub mod encoding;
 pub mod tables;
 

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde_json::Value;
 
-use crate::encoding::{Datum, Kind};
+use crate::encoding::{Datum, Document, Kind};
 
 /// A published table. Leaf partitions map to their parent, since a
 /// publication made without `publish_via_partition_root` names them.
@@ -184,8 +183,8 @@ pub struct EntityRow {
 pub struct ProjectionRow {
     pub tenant_id: i64,
     pub entity_id: i64,
-    pub hot_attrs: Option<Value>,
-    pub hot_attrs_ts: Option<Value>,
+    pub hot_attrs: Option<Document>,
+    pub hot_attrs_ts: Option<Document>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -251,7 +250,7 @@ from_datum! {
     String => Text, "text";
     DateTime<Utc> => Timestamp, "a timestamp";
     Decimal => Decimal, "a decimal";
-    Value => Json, "a JSON document";
+    Document => Json, "a JSON document";
 }
 
 impl Datum {
@@ -264,7 +263,7 @@ impl Datum {
             Datum::Text(_) => String::EXPECTED,
             Datum::Timestamp(_) => <DateTime<Utc>>::EXPECTED,
             Datum::Decimal(_) => Decimal::EXPECTED,
-            Datum::Json(_) => Value::EXPECTED,
+            Datum::Json(_) => Document::EXPECTED,
         }
     }
 }

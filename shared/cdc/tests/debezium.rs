@@ -5,7 +5,7 @@
 //! the rest are built here from Debezium's documented payloads.
 
 use atlas_cdc::debezium::{Boundary, TxStatus, decode};
-use atlas_cdc::encoding::DecimalMode;
+use atlas_cdc::encoding::{DecimalMode, Document};
 use atlas_cdc::tables::{EntityRow, ProjectionRow, TenantRow, ValueRow};
 use atlas_cdc::{Change, ChangeData, DecodeError, Key, Op, Options, Record, Row, Source, Table};
 use serde_json::{Value, json};
@@ -251,7 +251,7 @@ fn tenants_attributes_and_projections_with_their_encodings() {
         ChangeData::Upsert(Row::Projection(ProjectionRow {
             tenant_id: 3,
             entity_id: 12,
-            hot_attrs: Some(json!({"status": "online", "priority": 9})),
+            hot_attrs: Some(Document::parse(r#"{"status": "online", "priority": 9}"#).unwrap()),
             hot_attrs_ts: None,
             updated_at: "2026-11-24T10:15:30.5Z".parse().unwrap(),
         }))
@@ -325,4 +325,26 @@ fn what_cannot_be_decoded_says_why() {
         .unwrap()
         .remove("tenant_id");
     assert!(matches!(dec(TOPIC, &missing), Err(DecodeError::Row(_))));
+}
+
+#[test]
+fn the_tap_writes_the_fixture_exactly_as_the_connector_did() {
+    use atlas_cdc::emit::{At, flattened};
+    use atlas_cdc::encoding::Datum;
+    let r = fixture_reading();
+    let mut cols = atlas_cdc::tables::Columns::new();
+    cols.insert("entity_id", Datum::Int64(r.entity_id));
+    cols.insert("tenant_id", Datum::Int64(r.tenant_id));
+    cols.insert("attribute_id", Datum::Int64(r.attribute_id));
+    cols.insert("value_decimal", Datum::Decimal(r.value_decimal.unwrap()));
+    cols.insert("ingested_at", Datum::Timestamp(r.ingested_at));
+    let at = At {
+        lsn: 24024232,
+        commit_ts_ms: 1763979330200,
+    };
+    let key = ["tenant_id", "entity_id", "attribute_id", "ingested_at"];
+    let out = flattened("atlas", Table::Values, Op::Create, at, &key, &cols);
+    let fixture: Value = serde_json::from_str(FLATTENED).unwrap();
+    assert_eq!(out.topic, TOPIC);
+    assert_eq!(out.value, fixture, "schema and payload, field for field");
 }

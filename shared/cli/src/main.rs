@@ -75,6 +75,22 @@ enum Command {
     /// The sample events for `cargo lambda invoke`.
     #[command(subcommand)]
     Events(Events),
+    /// The change pipeline into the analytics warehouse.
+    #[command(subcommand)]
+    Cdc(Cdc),
+}
+
+#[derive(Subcommand)]
+enum Cdc {
+    /// Run the CDC-batch loader once on a Lambda MSK event file (Debezium
+    /// records) against ATLAS_WAREHOUSE_URL; prints what it did as JSON.
+    Load {
+        #[arg(long)]
+        event: PathBuf,
+        /// Where dead letters go when ATLAS_OBJECT_STORE is unset.
+        #[arg(long, default_value = ".atlas/objects")]
+        dead_letters: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,6 +283,22 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             for path in atlas_devstack::events::refresh(&dir, chrono::Utc::now())? {
                 println!("refreshed {}", path.display());
             }
+        }
+        Command::Cdc(Cdc::Load {
+            event,
+            dead_letters,
+        }) => {
+            let mut settings = atlas_app::Settings::from_env()?;
+            settings
+                .objects
+                .get_or_insert(atlas_objects::Location::Dir(dead_letters));
+            let text = std::fs::read_to_string(&event)
+                .map_err(|e| format!("cannot read {}: {e}", event.display()))?;
+            let event: aws_lambda_events::event::kafka::KafkaEvent = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a Lambda MSK event: {e}", event.display()))?;
+            let loader = atlas_app::startup::cdc_loader(&settings).await?;
+            let report = loader.handle(&event).await?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::Bench(Bench::Plugin(b)) => {
             let opts = atlas_bench::plugin::Options {

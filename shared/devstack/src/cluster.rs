@@ -296,7 +296,8 @@ fn is_root() -> bool {
 /// path the user chose) is single-quoted.
 fn server_options(port: u16, socket_dir: &Path) -> String {
     let dir = socket_dir.display().to_string().replace('\'', r"'\''");
-    format!("-p {port} -c listen_addresses=127.0.0.1 -k '{dir}'")
+    // Logical WAL: `atlas dev`'s change tap reads it.
+    format!("-p {port} -c listen_addresses=127.0.0.1 -c wal_level=logical -k '{dir}'")
 }
 
 #[cfg(test)]
@@ -307,7 +308,7 @@ mod tests {
     fn the_data_directory_reaches_the_shell_quoted() {
         assert_eq!(
             server_options(5, Path::new("/tmp/a b'c;rm -rf x")),
-            r"-p 5 -c listen_addresses=127.0.0.1 -k '/tmp/a b'\''c;rm -rf x'"
+            r"-p 5 -c listen_addresses=127.0.0.1 -c wal_level=logical -k '/tmp/a b'\''c;rm -rf x'"
         );
     }
 }

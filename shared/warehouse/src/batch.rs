@@ -290,8 +290,8 @@ fn keep_newest<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: V, at: impl F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use atlas_cdc::encoding::Document;
     use atlas_cdc::{Op, Source, Table};
-    use serde_json::Value;
 
     fn change(lsn: i64, data: ChangeData) -> Change {
         Change {
@@ -321,7 +321,7 @@ mod tests {
         }))
     }
 
-    fn state(hot: Option<Value>, updated_at: &str) -> ChangeData {
+    fn state(hot: Option<Document>, updated_at: &str) -> ChangeData {
         ChangeData::Upsert(Row::Projection(ProjectionRow {
             tenant_id: 1,
             entity_id: 2,
@@ -350,7 +350,7 @@ mod tests {
     #[test]
     fn the_newest_state_wins_and_keeps_a_document_an_update_left_out() {
         let mut b = Batch::default();
-        let doc = serde_json::json!({"status": "online"});
+        let doc = Document::parse(r#"{"status": "online"}"#).unwrap();
         b.add(
             "atlas",
             change(20, state(Some(doc.clone()), "2026-11-30T00:00:01Z")),
@@ -361,7 +361,7 @@ mod tests {
             "atlas",
             change(
                 5,
-                state(Some(serde_json::json!({})), "2026-11-30T00:00:00Z"),
+                state(Some(Document::parse("{}").unwrap()), "2026-11-30T00:00:00Z"),
             ),
         );
         let (row, at) = b.state_upserts().next().unwrap();

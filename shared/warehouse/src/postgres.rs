@@ -5,7 +5,7 @@
 //! array per column.
 
 use atlas_store::{Pool, StoreError, Transaction};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 
 use crate::batch::{Batch, State};
 use crate::load::{Counts, DAILY_STAGE, Dialect, Loaded, STEPS, Stage};
@@ -201,8 +201,8 @@ async fn stage_rows(tx: &Transaction<'_>, stage: Stage, batch: &Batch) -> Result
                     State::Upsert(row) => {
                         tenant.push(row.tenant_id);
                         entity.push(row.entity_id);
-                        hot.push(row.hot_attrs.clone());
-                        hot_ts.push(row.hot_attrs_ts.clone());
+                        hot.push(row.hot_attrs.as_ref().map(|d| Json(d.raw())));
+                        hot_ts.push(row.hot_attrs_ts.as_ref().map(|d| Json(d.raw())));
                         updated.push(Some(row.updated_at));
                         deleted.push(false);
                     }

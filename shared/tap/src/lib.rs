@@ -1,0 +1,67 @@
+//! The change tap: what stands in for Debezium, MSK Connect and the MSK
+//! event source where there are none (`atlas dev`, the tests, `atlas bench
+//! cdc`).
+//!
+//! - [`pgoutput`]: the logical replication messages the slot yields;
+//! - [`tap`]: the slot read over SQL, each change written as the connector
+//!   in `infra/debezium/connector.json` writes it (`atlas_cdc::emit`), in
+//!   MSK events, and the slot moved on only once they are loaded;
+//! - [`run`]: that, again and again, into a sink such as the CDC-batch
+//!   loader.
+//!
+//! The slot yields what is on disk: the flusher commits without waiting
+//! for its WAL to be written (`synchronous_commit = off`), so its changes
+//! reach the tap up to a few `wal_writer_delay`s (200 ms each) later.
+
+pub mod pgoutput;
+pub mod tap;
+
+pub use tap::{Read, Tap, TapConfig, TapError};
+
+use std::future::Future;
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+
+/// Reads the slot and hands each event to `sink`, in order, until
+/// `shutdown` resolves. The slot moves on after a read's last event is
+/// sunk; when the sink fails, the same changes are read again after a
+/// pause, so nothing is lost and the sink sees them again (it must be
+/// idempotent, as the loader is). Returns the changes sunk.
+pub async fn run<S, F, E>(
+    tap: &Tap,
+    mut sink: S,
+    shutdown: impl Future<Output = ()>,
+) -> Result<u64, TapError>
+where
+    S: FnMut(KafkaEvent) -> F,
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(shutdown);
+    let mut total = 0u64;
+    loop {
+        let read = tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(total),
+            read = tap.read() => read?,
+        };
+        let mut sunk = true;
+        for event in read.events {
+            if let Err(e) = sink(event).await {
+                tracing::warn!(error = %e, "the sink refused a CDC batch; reading it again");
+                sunk = false;
+                break;
+            }
+        }
+        if sunk && let Some(upto) = read.upto {
+            tap.confirm(upto).await?;
+            total += read.changes as u64;
+        }
+        if read.upto.is_none() || !sunk {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(total),
+                _ = tokio::time::sleep(tap.config().interval) => {}
+            }
+        }
+    }
+}
