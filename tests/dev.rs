@@ -462,3 +462,92 @@ async fn the_atlas_plugin_commands_take_a_plugin_from_a_file_to_ingest() {
     assert!(dev.interrupt().success());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Rows of `sql` as text, for comparing two databases.
+async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let rows = client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reading_posted_to_atlas_dev_reaches_the_warehouse_enriched() {
+    let db = TestDb::new().await;
+    let warehouse = TestDb::new().await;
+    let dir = temp_dir();
+    let dev = Dev::start(
+        &["--database-url", &db.url, "--warehouse-url", &warehouse.url],
+        &dir,
+    );
+    let t = token(1, &dir);
+    for temperature in [20.5, 22.25] {
+        let body = json!({"readings": [
+            {"entity_id": 7, "attribute": "temperature", "value": temperature},
+            {"entity_id": 7, "attribute": "status", "value": "online"},
+        ]});
+        let (status, out) = post(&dev.url, Some(&t), &body).await;
+        assert_eq!(status, 202, "{out}");
+    }
+    let (oltp, wh) = (db.owner().await, warehouse.owner().await);
+    let state = "SELECT tenant_id::text, entity_id::text, hot_attrs::text FROM {} ORDER BY 1, 2";
+    let stats = "SELECT tenant_id::text, entity_id::text, attribute_id::text, \
+                 sample_count::text, value_sum::numeric(38, 5)::text, \
+                 value_min::numeric(38, 5)::text, value_max::numeric(38, 5)::text \
+                 FROM agg_daily_entity_stats ORDER BY 1, 2, 3";
+    let from_oltp = "SELECT tenant_id::text, entity_id::text, attribute_id::text, \
+                     count(*)::text, sum(n)::numeric(38, 5)::text, \
+                     min(n)::numeric(38, 5)::text, max(n)::numeric(38, 5)::text \
+                     FROM (SELECT *, coalesce(value_decimal, value_int) AS n \
+                     FROM entity_values_ts) v WHERE n IS NOT NULL \
+                     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+    // Flusher, tap and loader each run on their own timers.
+    wait_for(
+        async || {
+            count(&oltp, "SELECT count(*) FROM entity_values_ts").await == 4
+                && count(
+                    &wh,
+                    "SELECT count(*) FROM pg_tables WHERE tablename = 'fact_telemetry'",
+                )
+                .await
+                    == 1
+                && count(&wh, "SELECT count(*) FROM fact_telemetry").await == 4
+                && text_rows(&wh, &state.replace("{}", "fact_current_state")).await
+                    == text_rows(&oltp, &state.replace("{}", "entity_jsonb")).await
+        },
+        "the readings in the warehouse",
+    )
+    .await;
+    let enriched = text_rows(
+        &wh,
+        "SELECT tenant_name, attribute_name, data_type, attribute_category, entity_type, \
+         value_decimal::text FROM fact_telemetry WHERE attribute_name = 'temperature' \
+         ORDER BY ingested_at",
+    )
+    .await;
+    let expected = text_rows(
+        &oltp,
+        "SELECT t.tenant_name, a.attribute_name, a.data_type, \
+         CASE WHEN a.is_hot THEN 'hot' ELSE 'cold' END, e.entity_type, v.value_decimal::text \
+         FROM entity_values_ts v JOIN tenants t USING (tenant_id) \
+         JOIN attributes a ON a.tenant_id = v.tenant_id AND a.attribute_id = v.attribute_id \
+         JOIN entities e ON e.tenant_id = v.tenant_id AND e.entity_id = v.entity_id \
+         WHERE a.attribute_name = 'temperature' ORDER BY v.ingested_at",
+    )
+    .await;
+    assert_eq!(enriched.len(), 2);
+    assert_eq!(enriched, expected);
+    assert_eq!(
+        text_rows(&wh, stats).await,
+        text_rows(&oltp, from_oltp).await
+    );
+    drop(dev);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -193,21 +193,22 @@ async fn when_the_loader_fails_the_tap_delivers_again_and_loses_nothing() {
     let mut done_tx = Some(done_tx);
     let mut calls = 0;
     let loader = &loader;
+    // 1: the new slot's snapshot (every row so far); 2: the slot's changes,
+    // the same rows again, failing after the load as if the function timed
+    // out before answering; 3: the same changes delivered again.
     let sunk = atlas_tap::run(
         &tap,
         |event| {
             calls += 1;
-            let fail = calls == 1;
-            let done = if fail { None } else { done_tx.take() };
+            let call = calls;
+            let done = if call == 3 { done_tx.take() } else { None };
             async move {
-                // The first delivery loads, then fails as if the function
-                // timed out before answering.
                 let report = loader.handle(&event).await.map_err(|e| e.to_string())?;
-                if fail {
+                let expected = if call == 1 { (5, 0) } else { (0, 5) };
+                assert_eq!((report.loaded, report.duplicates), expected, "call {call}");
+                if call == 2 {
                     return Err("the loader timed out".to_owned());
                 }
-                assert_eq!(report.loaded, 0, "the retry adds nothing");
-                assert_eq!(report.duplicates, 5);
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
@@ -221,7 +222,38 @@ async fn when_the_loader_fails_the_tap_delivers_again_and_loses_nothing() {
     .await
     .unwrap();
     assert!(sunk > 0);
+    assert_eq!(calls, 3);
     let c = warehouse.owner().await;
     assert_eq!(count(&c, "SELECT count(*) FROM fact_telemetry").await, 5);
+    assert_eq!(count(&c, "SELECT count(*) FROM dim_attributes").await, 18);
     assert_eq!(tap.read().await.unwrap().changes, 0);
+}
+
+#[tokio::test]
+async fn a_snapshot_the_loader_refuses_drops_the_new_slot_to_start_over() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    // The slot comes after the data: only the snapshot holds it.
+    let tap = tap(&db).await;
+    assert!(tap.needs_snapshot());
+    let err = atlas_tap::run(
+        &tap,
+        |_event| async { Err::<(), _>("the warehouse is down") },
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, atlas_tap::TapError::Snapshot(_)), "{err}");
+    drop(tap);
+    let again = atlas_tests::tap(&db).await;
+    assert!(
+        again.needs_snapshot(),
+        "the next start takes the snapshot again"
+    );
+    let snapshot = again.snapshot().await.unwrap();
+    assert_eq!(
+        snapshot.changes,
+        2 + 18,
+        "the demo tenants and their catalog"
+    );
 }

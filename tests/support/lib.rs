@@ -92,10 +92,14 @@ impl Drop for TestDb {
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.ok()?;
                 tokio::spawn(conn);
-                // A change tap's slot would keep the database (and WAL) alive.
+                // A change tap's slot would keep the database (and WAL)
+                // alive; its session goes first, waited for, so the slot is
+                // free to drop.
                 client
                     .batch_execute(&format!(
-                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+                         WHERE datname = '{name}' AND pid <> pg_backend_pid(); \
+                         SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
                          WHERE database = '{name}' AND NOT active; \
                          DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                     ))

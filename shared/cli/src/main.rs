@@ -38,6 +38,10 @@ enum Command {
         /// Port of the private PostgreSQL cluster.
         #[arg(long, default_value_t = 54329)]
         pg_port: u16,
+        /// The analytics warehouse (default: a database `<database>_warehouse`
+        /// beside the stack's, created if missing).
+        #[arg(long, env = "ATLAS_WAREHOUSE_URL")]
+        warehouse_url: Option<String>,
     },
     /// Print a JWT for a tenant, signed with the local stack's secret.
     Token {
@@ -209,12 +213,14 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             port,
             data_dir,
             pg_port,
+            warehouse_url,
         } => {
             let opts = atlas_devstack::dev::DevOptions {
                 database_url,
                 data_dir: data_dir.clone(),
                 port,
                 pg_port,
+                warehouse_url,
             };
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -1,5 +1,6 @@
-//! `atlas dev`: the write path, the query API (so far entity reads and the
-//! plugin registry) and the heartbeat on one machine.
+//! `atlas dev`: the write path, the query API, the heartbeat, and the
+//! change pipeline into a local warehouse (the change tap standing in for
+//! Debezium and MSK, then the CDC-batch loader) on one machine.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -25,6 +26,9 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     pub port: u16,
     pub pg_port: u16,
+    /// The warehouse (`ATLAS_WAREHOUSE_URL`); default: a database of its
+    /// own beside the stack's, `<database>_warehouse`, created if missing.
+    pub warehouse_url: Option<String>,
 }
 
 pub type DevError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,6 +77,10 @@ async fn serve(
     let query = Arc::new(startup::query_api(&settings).await?);
     let flusher = tokio::spawn(flush_forever(startup::flusher(&settings)?));
     let heartbeat = tokio::spawn(heartbeat_forever(startup::heartbeat(&settings)?));
+    let changes = tokio::spawn(changes_forever(
+        url.to_owned(),
+        startup::cdc_loader(&settings).await?,
+    ));
 
     let secret = crate::secret::load_or_create(&opts.data_dir)?;
     let routes = Routes::default()
@@ -97,6 +105,7 @@ async fn serve(
     let served = gateway.serve(listener, shutdown).await;
     flusher.abort();
     heartbeat.abort();
+    changes.abort();
     Ok(served?)
 }
 
@@ -121,7 +130,83 @@ async fn local_settings(opts: &DevOptions, url: &str) -> Result<Settings, DevErr
     settings
         .cache
         .get_or_insert_with(|| CacheConfig::new("redis://127.0.0.1:6379"));
+    let warehouse = match &opts.warehouse_url {
+        Some(url) => url.clone(),
+        None => local_warehouse(url).await?,
+    };
+    tracing::info!(warehouse = %atlas_store::redact_url(&warehouse), "changes are loaded into");
+    settings.warehouse = Some(atlas_warehouse::Target::Postgres(warehouse));
     Ok(settings)
+}
+
+/// `<database>_warehouse` on the stack's server, created if missing.
+async fn local_warehouse(url: &str) -> Result<String, DevError> {
+    let cfg: tokio_postgres::Config = url.parse()?;
+    let name = format!("{}_warehouse", cfg.get_dbname().unwrap_or("atlas"));
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        // A name cannot be a parameter; this one is ours, quoted anyway.
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        client
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await?;
+    }
+    Ok(atlas_store::with_database(url, &name))
+}
+
+/// The change tap feeding the CDC-batch loader, as MSK would: each event
+/// loaded before the slot moves on. The slot is named after the database
+/// (slot names are the server's, databases share it). A failure (the
+/// database restarting, say) is logged and the tap starts again.
+async fn changes_forever(url: String, loader: atlas_warehouse::Loader) {
+    let loader = &loader;
+    loop {
+        let tap = async {
+            let cfg: tokio_postgres::Config = url.parse()?;
+            let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let db = cfg.get_dbname().unwrap_or("atlas");
+            let slot: String = format!("atlas_cdc_{db}")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .take(63)
+                .collect();
+            let tap = atlas_tap::Tap::new(
+                client,
+                atlas_tap::TapConfig {
+                    slot,
+                    ..atlas_tap::TapConfig::default()
+                },
+            )
+            .await?;
+            let sunk = atlas_tap::run(
+                &tap,
+                |event| async move {
+                    let report = loader.handle(&event).await?;
+                    tracing::info!(?report, "changes loaded into the warehouse");
+                    Ok::<_, atlas_warehouse::loader::LoadError>(())
+                },
+                std::future::pending(),
+            )
+            .await?;
+            Ok::<u64, DevError>(sunk)
+        };
+        if let Err(e) = tap.await {
+            tracing::warn!(error = %e, "the change tap stopped; restarting in 5 s");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
 }
 
 /// The query API function, as API Gateway would invoke it.

@@ -22,7 +22,8 @@ use std::future::Future;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
 
-/// Reads the slot and hands each event to `sink`, in order, until
+/// Sends a new slot's snapshot first (see [`Tap::snapshot`]); then reads
+/// the slot and hands each event to `sink`, in order, until
 /// `shutdown` resolves. The slot moves on after a read's last event is
 /// sunk; when the sink fails, the same changes are read again after a
 /// pause, so nothing is lost and the sink sees them again (it must be
@@ -39,6 +40,18 @@ where
 {
     tokio::pin!(shutdown);
     let mut total = 0u64;
+    if tap.needs_snapshot() {
+        match snapshot(tap, &mut sink).await {
+            Ok(n) => total += n,
+            Err(e) => {
+                // Without its snapshot the slot would leave the older rows
+                // out for good: drop it, so the next start takes both again.
+                tracing::warn!(error = %e, "the snapshot did not load; dropping the new slot");
+                tap.drop_slot().await?;
+                return Err(e);
+            }
+        }
+    }
     loop {
         let read = tokio::select! {
             biased;
@@ -64,4 +77,19 @@ where
             }
         }
     }
+}
+
+async fn snapshot<S, F, E>(tap: &Tap, sink: &mut S) -> Result<u64, TapError>
+where
+    S: FnMut(KafkaEvent) -> F,
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let snapshot = tap.snapshot().await?;
+    for event in snapshot.events {
+        sink(event)
+            .await
+            .map_err(|e| TapError::Snapshot(e.to_string()))?;
+    }
+    Ok(snapshot.changes as u64)
 }

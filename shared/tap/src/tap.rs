@@ -57,6 +57,8 @@ pub enum TapError {
     Db(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Protocol(#[from] pgoutput::ProtocolError),
+    #[error("the snapshot could not be loaded ({0}); the slot was dropped to take it again")]
+    Snapshot(String),
     #[error("{table}.{column}: {value:?} is not {expected}")]
     Value {
         table: Table,
@@ -82,25 +84,100 @@ pub struct Read {
 pub struct Tap {
     client: Client,
     cfg: TapConfig,
+    /// The slot was made by this tap: the rows from before it are not in
+    /// it, and go first as a snapshot.
+    created: bool,
 }
 
 impl Tap {
     /// Takes `client` (a login with the REPLICATION attribute, or the
     /// owner locally) for the tap alone, and creates the slot if it is
-    /// missing. Changes made before the slot existed are not in it.
+    /// missing; rows from before then come from [`Tap::snapshot`].
     pub async fn new(client: Client, cfg: TapConfig) -> Result<Self, TapError> {
         // Timestamps come as text in the session's zone and style.
         client
             .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'")
             .await?;
-        client
+        let created = client
             .execute(
                 "SELECT pg_create_logical_replication_slot($1, 'pgoutput') \
                  WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
                 &[&cfg.slot],
             )
-            .await?;
-        Ok(Self { client, cfg })
+            .await?
+            == 1;
+        Ok(Self {
+            client,
+            cfg,
+            created,
+        })
+    }
+
+    /// Whether the slot is new, so [`Tap::snapshot`] must go first.
+    pub fn needs_snapshot(&self) -> bool {
+        self.created
+    }
+
+    /// Every row of the published tables, as the connector's initial
+    /// snapshot sends them (`op` r), at the slot's starting position: a
+    /// change the slot also holds comes again later, with a newer
+    /// position, and the loader keeps the newer.
+    pub async fn snapshot(&self) -> Result<Read, TapError> {
+        let start: PgLsn = self
+            .client
+            .query_one(
+                "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.cfg.slot],
+            )
+            .await?
+            .get(0);
+        let at = At {
+            lsn: u64::from(start) as i64,
+            commit_ts_ms: Utc::now().timestamp_millis(),
+        };
+        let mut records = Vec::new();
+        let mut offset = 0i64;
+        for table in Table::ALL {
+            let key: Vec<String> = self
+                .client
+                .query(
+                    "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a \
+                     ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+                     WHERE i.indrelid = $1::text::regclass AND i.indisprimary",
+                    &[&table.name()],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+            let columns = table.columns();
+            let list: Vec<String> = columns.iter().map(|(n, _)| format!("{n}::text")).collect();
+            // The table's own name, not a parameter: it is one of five
+            // constants.
+            let sql = format!("SELECT {} FROM {}", list.join(", "), table.name());
+            for row in self.client.query(&sql, &[]).await? {
+                let mut cols = Columns::new();
+                for (i, (name, kind)) in columns.iter().enumerate() {
+                    let cell = row
+                        .get::<_, Option<String>>(i)
+                        .map_or(Cell::Null, Cell::Text);
+                    cols.insert(name, datum(table, name, *kind, cell)?);
+                }
+                let out = emit::flattened(&self.cfg.topic_prefix, table, Op::Read, at, &key, &cols);
+                records.push((out.topic, offset, out.key, out.value));
+                offset += 1;
+            }
+        }
+        Ok(Read {
+            changes: records.len(),
+            events: records
+                .chunks(self.cfg.batch_size.max(1))
+                .map(event)
+                .collect(),
+            upto: None,
+            newest_commit: None,
+        })
     }
 
     pub fn config(&self) -> &TapConfig {
@@ -192,7 +269,7 @@ impl Tap {
     }
 
     /// Drops the slot; the database stops keeping WAL for it.
-    pub async fn drop_slot(self) -> Result<(), TapError> {
+    pub async fn drop_slot(&self) -> Result<(), TapError> {
         self.client
             .execute("SELECT pg_drop_replication_slot($1)", &[&self.cfg.slot])
             .await?;
@@ -244,9 +321,10 @@ fn datum(table: Table, column: &str, kind: Kind, cell: Cell) -> Result<Datum, Ta
     };
     Ok(match kind {
         Kind::Int64 => Datum::Int64(text.parse().map_err(|_| bad("an int64"))?),
+        // The output function writes t/f; a cast to text, true/false.
         Kind::Bool => match text.as_str() {
-            "t" => Datum::Bool(true),
-            "f" => Datum::Bool(false),
+            "t" | "true" => Datum::Bool(true),
+            "f" | "false" => Datum::Bool(false),
             _ => return Err(bad("a boolean")),
         },
         Kind::Text => Datum::Text(text),
