@@ -551,3 +551,48 @@ async fn a_reading_posted_to_atlas_dev_reaches_the_warehouse_enriched() {
     drop(dev);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn atlas_cdc_load_loads_the_sample_event_once() {
+    let warehouse = TestDb::new().await;
+    let event = format!("{}/../events/msk-cdc.json", env!("CARGO_MANIFEST_DIR"));
+    let letters = temp_dir();
+    let load = || {
+        let out = Command::new(atlas_bin())
+            .args(["cdc", "load", "--event", &event, "--dead-letters"])
+            .arg(&letters)
+            .env("ATLAS_WAREHOUSE_URL", &warehouse.url)
+            .env_remove("ATLAS_OBJECT_STORE")
+            .output()
+            .expect("run atlas cdc load");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout.lines().last().expect("a report line").to_owned();
+        serde_json::from_str::<Value>(&last).expect("the last line is JSON")
+    };
+    // The sample: tenant 1, its catalog, two entities, three readings.
+    assert_eq!(
+        load(),
+        json!({"records": 17, "changes": 17, "loaded": 3, "duplicates": 0, "dead_lettered": 0})
+    );
+    assert_eq!(
+        load(),
+        json!({"records": 17, "changes": 17, "loaded": 0, "duplicates": 3, "dead_lettered": 0}),
+        "the same event again adds nothing"
+    );
+    let c = warehouse.owner().await;
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM fact_telemetry WHERE tenant_name IS NOT NULL \
+             AND attribute_name IS NOT NULL AND entity_type = 'device'"
+        )
+        .await,
+        3
+    );
+    let _ = std::fs::remove_dir_all(letters);
+}

@@ -769,8 +769,9 @@ async fn every_sample_ingest_event_is_accepted_on_any_date() {
         std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
     }
     let changed = atlas_devstack::events::refresh(&dir, Utc::now()).unwrap();
-    assert_eq!(changed, vec![dir.join("msk-raw-telemetry.json")]);
-    let msk: Value = serde_json::from_str(&std::fs::read_to_string(&changed[0]).unwrap()).unwrap();
+    let raw = dir.join("msk-raw-telemetry.json");
+    assert_eq!(changed, vec![dir.join("msk-cdc.json"), raw.clone()]);
+    let msk: Value = serde_json::from_str(&std::fs::read_to_string(&raw).unwrap()).unwrap();
     let report = atlas_ingest::lambda::handle(
         &svc,
         lambda_runtime::LambdaEvent::new(msk, Default::default()),

@@ -73,15 +73,21 @@ async fn wal_flushed(db: &TestDb) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn what_postgres_commits_reaches_the_warehouse_and_agrees_with_it() {
+/// A source database tapped before its demo data and readings went in,
+/// and an empty warehouse with its loader.
+async fn tapped_source_and_warehouse() -> (TestDb, atlas_tap::Tap, TestDb, Loader) {
     let db = TestDb::new().await;
     let tap = tap(&db).await;
     demo_tenants(&db).await;
     some_readings(&db).await;
-
     let warehouse = TestDb::new().await;
     let loader = loader(&warehouse);
+    (db, tap, warehouse, loader)
+}
+
+#[tokio::test]
+async fn what_postgres_commits_reaches_the_warehouse_and_agrees_with_it() {
+    let (db, tap, warehouse, loader) = tapped_source_and_warehouse().await;
     let read = tap.read().await.unwrap();
     assert!(read.changes > 0);
     let mut loaded = 0;
@@ -183,12 +189,7 @@ async fn a_tap_restart_reads_again_what_it_had_not_confirmed_and_nothing_more() 
 
 #[tokio::test]
 async fn when_the_loader_fails_the_tap_delivers_again_and_loses_nothing() {
-    let db = TestDb::new().await;
-    let tap = tap(&db).await;
-    demo_tenants(&db).await;
-    some_readings(&db).await;
-    let warehouse = TestDb::new().await;
-    let loader = loader(&warehouse);
+    let (_db, tap, warehouse, loader) = tapped_source_and_warehouse().await;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let mut done_tx = Some(done_tx);
     let mut calls = 0;

@@ -95,6 +95,15 @@ enum Cdc {
         #[arg(long, default_value = ".atlas/objects")]
         dead_letters: PathBuf,
     },
+    /// Print the changes waiting in a CDC slot as one Lambda MSK event of
+    /// Debezium records, without moving the slot (created if missing; a new
+    /// slot's snapshot comes first).
+    Peek {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value = "atlas_cdc")]
+        slot: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -305,6 +314,26 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let loader = atlas_app::startup::cdc_loader(&settings).await?;
             let report = loader.handle(&event).await?;
             println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Cdc(Cdc::Peek { database_url, slot }) => {
+            let cfg: tokio_postgres::Config = database_url.parse()?;
+            let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let cfg = atlas_tap::TapConfig {
+                slot,
+                batch_size: usize::MAX,
+                ..atlas_tap::TapConfig::default()
+            };
+            let tap = atlas_tap::Tap::new(client, cfg).await?;
+            let read = if tap.needs_snapshot() {
+                tap.snapshot().await?
+            } else {
+                tap.read().await?
+            };
+            match read.events.first() {
+                Some(event) => println!("{}", serde_json::to_string_pretty(event)?),
+                None => eprintln!("no changes are waiting in the slot"),
+            }
         }
         Command::Bench(Bench::Plugin(b)) => {
             let opts = atlas_bench::plugin::Options {
