@@ -73,6 +73,7 @@ resource "aws_apigatewayv2_route" "query" {
     "GET /v1/attributes/{name}"                           = "read"
     "PATCH /v1/attributes/{name}"                         = "admin"
     "GET /v1/analytics/attributes/{name}/stats"           = "read"
+    "GET /v1/analytics/attributes/{name}/daily"           = "read"
     "GET /v1/plugins"                                     = "read"
     "PUT /v1/plugins/{name}"                              = "admin"
     "DELETE /v1/plugins/{name}"                           = "admin"

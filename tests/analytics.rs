@@ -186,3 +186,181 @@ async fn bad_stats_reads_are_refused_and_other_tenants_see_nothing() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["groups"], json!([]));
 }
+
+/// `setup()`'s data plus tenant 2's own temperatures (far above tenant 1's),
+/// loaded into a warehouse by the change tap's snapshot, and a query API
+/// that reads it at analytics consistency.
+async fn with_warehouse() -> (TestDb, TestDb, QueryApi) {
+    let (db, _) = setup().await;
+    let batch: Vec<Value> = (1..=3)
+        .map(|e| json!({"entity_id": e, "attribute": "temperature", "value": 1000 + e, "ts": hours_ago(1)}))
+        .collect();
+    post_readings(&db, "2", Value::Array(batch)).await;
+    flush_all(&db).await;
+    let warehouse = TestDb::new().await;
+    let wh = || -> std::sync::Arc<dyn atlas_warehouse::Warehouse> {
+        std::sync::Arc::new(atlas_warehouse::PgWarehouse::new(
+            atlas_store::DbConfig::new(&warehouse.url, atlas_store::DbRole::AsLogin)
+                .pool()
+                .unwrap(),
+        ))
+    };
+    let loader = atlas_warehouse::Loader::new(
+        wh(),
+        atlas_tests::dead_letters(&atlas_tests::local_store("analytics"), "cdc-loader"),
+        atlas_cdc::Options::default(),
+    );
+    let tap = atlas_tests::tap(&db).await;
+    for event in tap.snapshot().await.unwrap().events {
+        loader.handle(&event).await.unwrap();
+    }
+    let api = query_api(&db).with_warehouse(wh());
+    (db, warehouse, api)
+}
+
+#[tokio::test]
+async fn the_warehouse_answers_analytics_reads_as_postgres_does() {
+    let (_db, warehouse, api) = with_warehouse().await;
+    let range = format!("from={}&to={}", hours_ago(6), hours_ago(0));
+    for query in [range.clone(), format!("{range}&group_by=region")] {
+        let (status, headers, mut from_wh) = stats(&api, "1", &query).await;
+        assert_eq!(status, StatusCode::OK, "{from_wh}");
+        assert_eq!(headers["x-data-source"], "warehouse");
+        let (_, headers, mut from_pg) =
+            stats(&api, "1", &format!("{query}&consistency=strong")).await;
+        assert_eq!(headers["x-data-source"], "primary");
+        from_wh.as_object_mut().unwrap().remove("_metadata");
+        from_pg.as_object_mut().unwrap().remove("_metadata");
+        assert_eq!(from_wh, from_pg, "{query}");
+    }
+    // The answer is as of the newest commit the warehouse loaded.
+    let (_, headers, _) = stats(&api, "1", &range).await;
+    let as_of: DateTime<Utc> = headers["x-data-as-of"].to_str().unwrap().parse().unwrap();
+    let c = warehouse.owner().await;
+    let loaded: DateTime<Utc> = c
+        .query_one("SELECT max(source_commit_at) FROM load_watermarks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (as_of - loaded).num_milliseconds().abs() <= 5,
+        "{as_of} {loaded}"
+    );
+    // A caller who allows less lag than the warehouse has is served by
+    // PostgreSQL.
+    let (_, headers, _) = stats(&api, "1", &format!("{range}&max_lag_seconds=0")).await;
+    assert_eq!(headers["x-data-source"], "primary");
+}
+
+#[tokio::test]
+async fn warehouse_reads_never_include_another_tenants_rows() {
+    let (_db, _warehouse, api) = with_warehouse().await;
+    let range = format!("from={}&to={}", hours_ago(6), hours_ago(0));
+    let (_, headers, one) = stats(&api, "1", &range).await;
+    assert_eq!(headers["x-data-source"], "warehouse");
+    assert_eq!(one["groups"][0]["count"], 24);
+    assert!(one["groups"][0]["max"].as_f64().unwrap() < 1000.0, "{one}");
+    let (_, _, two) = stats(&api, "2", &range).await;
+    assert_eq!(two["groups"][0]["count"], 3);
+    assert!(close(&two["groups"][0]["min"], 1001.0), "{two}");
+    let today = Utc::now().date_naive();
+    let days = |tenant: &'static str| {
+        let api = &api;
+        async move {
+            let path = format!(
+                "/v1/analytics/attributes/temperature/daily?from={}&to={today}",
+                today - chrono::Duration::days(1)
+            );
+            let resp =
+                atlas_query::http::handle(api, api_request(tenant, "GET", &path, None)).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            let body = body_json(&resp);
+            body["days"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["count"].as_i64().unwrap())
+                .sum::<i64>()
+        }
+    };
+    assert_eq!(days("1").await, 24);
+    assert_eq!(days("2").await, 3);
+}
+
+#[tokio::test]
+async fn the_warehouse_serves_months_by_day_and_bounds_the_range() {
+    let (db, _warehouse, api) = with_warehouse().await;
+    let today = Utc::now().date_naive();
+    let path = |from: chrono::NaiveDate, to: chrono::NaiveDate| {
+        format!("/v1/analytics/attributes/temperature/daily?from={from}&to={to}")
+    };
+    let resp = atlas_query::http::handle(
+        &api,
+        api_request(
+            "1",
+            "GET",
+            &path(today - chrono::Duration::days(180), today),
+            None,
+        ),
+    )
+    .await;
+    let body = body_json(&resp);
+    assert_eq!(resp.status(), StatusCode::OK, "{body}");
+    assert_eq!(resp.headers()["x-data-source"], "warehouse");
+    // Each day as PostgreSQL computes it from the time series.
+    let expected = db
+        .owner()
+        .await
+        .query(
+            "SELECT ingested_at::date::text, count(*), count(DISTINCT entity_id), \
+             avg(value_decimal)::float8 FROM entity_values_ts \
+             WHERE tenant_id = 1 AND attribute_id = (SELECT attribute_id FROM attributes \
+             WHERE tenant_id = 1 AND attribute_name = 'temperature') \
+             GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got = body["days"].as_array().unwrap();
+    assert_eq!(got.len(), expected.len(), "{body}");
+    for (day, row) in got.iter().zip(&expected) {
+        assert_eq!(day["day"], row.get::<_, String>(0));
+        assert_eq!(day["count"], row.get::<_, i64>(1));
+        assert_eq!(day["entities"], row.get::<_, i64>(2));
+        assert!(close(&day["avg"], row.get::<_, f64>(3)), "{day}");
+    }
+    // Six months fit; more do not, and the answer names the setting.
+    let resp = atlas_query::http::handle(
+        &api,
+        api_request(
+            "1",
+            "GET",
+            &path(today - chrono::Duration::days(200), today),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        body_json(&resp)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ATLAS_WAREHOUSE_MAX_RANGE_SECS")
+    );
+    // Statistics over two months: the warehouse serves them, PostgreSQL
+    // (31 days) does not.
+    let range = format!("from={}&to={}", hours_ago(24 * 60), hours_ago(0));
+    let (status, headers, _) = stats(&api, "1", &range).await;
+    assert_eq!(
+        (status, &headers["x-data-source"]),
+        (StatusCode::OK, &"warehouse".parse().unwrap())
+    );
+    let (status, _, body) = stats(&api, "1", &format!("{range}&consistency=strong")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ATLAS_ANALYTICS_MAX_RANGE_SECS")
+    );
+}

@@ -331,6 +331,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             history_max_range: self.seconds("ATLAS_HISTORY_MAX_RANGE_SECS", d.history_max_range)?,
             analytics_max_range: self
                 .seconds("ATLAS_ANALYTICS_MAX_RANGE_SECS", d.analytics_max_range)?,
+            warehouse_max_range: self
+                .seconds("ATLAS_WAREHOUSE_MAX_RANGE_SECS", d.warehouse_max_range)?,
             catalog_ttl,
             routing,
             cursor_key,

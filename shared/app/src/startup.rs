@@ -51,7 +51,8 @@ pub async fn ingest(settings: &Settings) -> Result<IngestService, StartupError> 
 }
 
 /// The query API: reads on the primary and the replicas with generic plans,
-/// the plugin registry, and the hot cache when Redis is configured.
+/// the plugin registry, the hot cache when Redis is configured, and the
+/// warehouse for analytics reads when one is.
 pub async fn query_api(settings: &Settings) -> Result<QueryApi, StartupError> {
     let app = settings.database(DbRole::App)?;
     let primary = DbConfig {
@@ -79,6 +80,9 @@ pub async fn query_api(settings: &Settings) -> Result<QueryApi, StartupError> {
         QueryApi::new(primary.pool()?, registry, settings.query.clone()).with_replicas(replicas);
     if let Some(cache) = hot_cache(settings)? {
         api = api.with_cache(cache);
+    }
+    if let Some(target) = &settings.warehouse {
+        api = api.with_warehouse(warehouse(target)?);
     }
     Ok(api)
 }
@@ -121,31 +125,33 @@ pub fn heartbeat(settings: &Settings) -> Result<Heartbeat, StartupError> {
 /// dead letters to the object store. The warehouse's schema is applied on
 /// the first use.
 pub async fn cdc_loader(settings: &Settings) -> Result<Loader, StartupError> {
-    let warehouse: Arc<dyn Warehouse> = match settings.warehouse()? {
-        Target::Postgres(url) => Arc::new(PgWarehouse::new(
-            DbConfig::new(url.clone(), DbRole::AsLogin).pool()?,
-        )),
-        Target::Redshift { cluster, database } => {
-            return Err(ConfigError::Invalid {
-                name: "ATLAS_WAREHOUSE_URL",
-                value: format!("redshift://{cluster}/{database}"),
-                reason: "this build loads into PostgreSQL only; the Redshift Data API adapter \
-                         is not built yet"
-                    .into(),
-            }
-            .into());
-        }
-    };
     let letters = DeadLetters::new(
         settings.objects()?.open().await?,
         atlas_cloud::metrics::from_env("Atlas"),
         atlas_warehouse::loader::PIPELINE,
     );
     Ok(Loader::new(
-        warehouse,
+        warehouse(settings.warehouse()?)?,
         letters,
         atlas_cdc::Options::default(),
     ))
+}
+
+/// The warehouse `target` names, logged in as the URL's user.
+fn warehouse(target: &Target) -> Result<Arc<dyn Warehouse>, StartupError> {
+    match target {
+        Target::Postgres(url) => Ok(Arc::new(PgWarehouse::new(
+            DbConfig::new(url.clone(), DbRole::AsLogin).pool()?,
+        ))),
+        Target::Redshift { cluster, database } => Err(ConfigError::Invalid {
+            name: "ATLAS_WAREHOUSE_URL",
+            value: format!("redshift://{cluster}/{database}"),
+            reason: "this build reaches PostgreSQL warehouses only; the Redshift Data API \
+                     adapter is not built yet"
+                .into(),
+        }
+        .into()),
+    }
 }
 
 fn hot_cache(settings: &Settings) -> Result<Option<Arc<HotCache>>, StartupError> {

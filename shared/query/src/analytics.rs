@@ -3,12 +3,19 @@
 //!
 //! A group is the entity's latest value of the `group_by` attribute within
 //! the same range (the seed's "category"); entities with no such value fall
-//! in the `null` group. Without `group_by` there is one group. Served at
-//! analytics consistency: a replica now, the warehouse later.
+//! in the `null` group. Without `group_by` there is one group. At analytics
+//! consistency the warehouse answers when there is one (and is fresh enough
+//! for the caller), else a replica or the primary.
+//!
+//! `GET /v1/analytics/attributes/{name}/daily`: the seed's six-month
+//! question, one attribute per day, from the warehouse's daily aggregate.
 
 use atlas_core::{AttributeName, DataType, TenantId};
 use atlas_store::{Pool, StoreError, begin_tenant};
-use chrono::{DateTime, Utc};
+use atlas_warehouse::reads::StatsQuery;
+use atlas_warehouse::{Warehouse, WarehouseError};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 /// Most groups one answer lists; more set `truncated`.
@@ -76,6 +83,27 @@ const AGGREGATES: &str = "count(*), count(DISTINCT v.entity_id), avg(x)::float8,
                           percentile_cont(0.95) WITHIN GROUP (ORDER BY x)";
 
 impl Stats {
+    /// The answer from at most `MAX_GROUPS + 1` groups: one more than fits
+    /// says there were more.
+    fn of(
+        attribute: &AttributeName,
+        group_by: Option<&AttributeName>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        mut groups: Vec<Group>,
+    ) -> Self {
+        let truncated = groups.len() as i64 > MAX_GROUPS;
+        groups.truncate(MAX_GROUPS as usize);
+        Self {
+            attribute: attribute.to_string(),
+            group_by: group_by.map(ToString::to_string),
+            from,
+            to,
+            groups,
+            truncated,
+        }
+    }
+
     /// Reads the time series with a bounded range in a tenant-scoped
     /// transaction; the caller bounds the range.
     pub async fn get(
@@ -138,7 +166,7 @@ impl Stats {
             }
         };
         tx.commit().await?;
-        let mut groups: Vec<Group> = rows
+        let groups: Vec<Group> = rows
             .iter()
             .map(|r| Group {
                 group: r.get(0),
@@ -151,15 +179,132 @@ impl Stats {
                 p95: r.get(7),
             })
             .collect();
-        let truncated = groups.len() as i64 > MAX_GROUPS;
-        groups.truncate(MAX_GROUPS as usize);
+        Ok(Ok(Self::of(attribute, group_by, from, to, groups)))
+    }
+}
+
+/// A warehouse number as JSON, as PostgreSQL's `to_jsonb` would write it.
+fn number(d: Option<Decimal>) -> Option<serde_json::Value> {
+    d.and_then(|d| serde_json::from_str(&d.to_string()).ok())
+}
+
+/// Why `attribute` cannot have statistics, by the warehouse's catalog.
+async fn numeric_in(
+    wh: &dyn Warehouse,
+    tenant: TenantId,
+    attribute: &AttributeName,
+) -> Result<Result<(), Refused>, WarehouseError> {
+    let Some(data_type) = wh.attribute_type(tenant.get(), attribute.as_str()).await? else {
+        return Ok(Err(Refused::Missing(attribute.to_string())));
+    };
+    let numeric = [DataType::Int.as_str(), DataType::Decimal.as_str()];
+    Ok(if numeric.contains(&data_type.as_str()) {
+        Ok(())
+    } else {
+        Err(Refused::NotNumeric {
+            name: attribute.to_string(),
+            data_type,
+        })
+    })
+}
+
+impl Stats {
+    /// The same answer as [`Stats::get`], from the warehouse: every query
+    /// there is filtered by `tenant`.
+    pub async fn from_warehouse(
+        wh: &dyn Warehouse,
+        tenant: TenantId,
+        attribute: &AttributeName,
+        group_by: Option<&AttributeName>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Result<Self, Refused>, WarehouseError> {
+        if let Err(refused) = numeric_in(wh, tenant, attribute).await? {
+            return Ok(Err(refused));
+        }
+        if let Some(g) = group_by
+            && wh.attribute_type(tenant.get(), g.as_str()).await?.is_none()
+        {
+            return Ok(Err(Refused::Missing(g.to_string())));
+        }
+        let rows = wh
+            .stats(&StatsQuery {
+                tenant_id: tenant.get(),
+                attribute: attribute.as_str(),
+                group_by: group_by.map(AttributeName::as_str),
+                from,
+                to,
+                limit: MAX_GROUPS + 1,
+            })
+            .await?;
+        let groups: Vec<Group> = rows
+            .into_iter()
+            .map(|r| Group {
+                group: r.group,
+                count: r.count,
+                entities: r.entities,
+                avg: r.avg,
+                min: number(r.min),
+                max: number(r.max),
+                p50: r.p50,
+                p95: r.p95,
+            })
+            .collect();
+        Ok(Ok(Self::of(attribute, group_by, from, to, groups)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Day {
+    pub day: NaiveDate,
+    /// Readings that day.
+    pub count: i64,
+    /// Entities with readings that day.
+    pub entities: i64,
+    pub avg: Option<f64>,
+    pub min: Option<serde_json::Value>,
+    pub max: Option<serde_json::Value>,
+}
+
+/// One numeric attribute per UTC day, days without readings left out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Daily {
+    pub attribute: String,
+    /// The first and last day asked for, both included.
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub days: Vec<Day>,
+}
+
+impl Daily {
+    pub async fn get(
+        wh: &dyn Warehouse,
+        tenant: TenantId,
+        attribute: &AttributeName,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Result<Self, Refused>, WarehouseError> {
+        if let Err(refused) = numeric_in(wh, tenant, attribute).await? {
+            return Ok(Err(refused));
+        }
+        let days = wh
+            .daily(tenant.get(), attribute.as_str(), from, to)
+            .await?
+            .into_iter()
+            .map(|r| Day {
+                day: r.day,
+                count: r.count,
+                entities: r.entities,
+                avg: r.avg,
+                min: number(r.min),
+                max: number(r.max),
+            })
+            .collect();
         Ok(Ok(Self {
             attribute: attribute.to_string(),
-            group_by: group_by.map(ToString::to_string),
             from,
             to,
-            groups,
-            truncated,
+            days,
         }))
     }
 }

@@ -13,6 +13,10 @@ pub struct QueryConfig {
     /// `ATLAS_ANALYTICS_MAX_RANGE_SECS`: the widest range a statistics
     /// read may ask for (default 31 days).
     pub analytics_max_range: Duration,
+    /// `ATLAS_WAREHOUSE_MAX_RANGE_SECS`: the widest range the warehouse
+    /// serves, statistics or days (default 186 days: the seed's six
+    /// months).
+    pub warehouse_max_range: Duration,
     /// `ATLAS_CATALOG_TTL_MS`: how long a tenant's attribute catalog is
     /// cached for searches, and whether it is active for every request
     /// (ingest reads the same variable).
@@ -29,6 +33,7 @@ impl Default for QueryConfig {
         Self {
             history_max_range: Duration::from_secs(7 * 86_400),
             analytics_max_range: Duration::from_secs(31 * 86_400),
+            warehouse_max_range: Duration::from_secs(186 * 86_400),
             catalog_ttl: Duration::from_secs(5),
             routing: RoutingConfig::default(),
             cursor_key: CursorKey::random(),

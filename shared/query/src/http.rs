@@ -5,6 +5,8 @@
 //! - `POST /v1/entities/search`: a filter over hot attributes
 //! - `GET /v1/entities/{id}/attributes/{name}/history?from=T&to=T[&limit=N]`
 //! - `GET /v1/analytics/attributes/{name}/stats?from=T&to=T[&group_by=A]`
+//! - `GET /v1/analytics/attributes/{name}/daily?from=D&to=D`: the
+//!   warehouse's days
 //! - `POST /v1/attributes`, `GET` and `PATCH /v1/attributes/{name}`: the
 //!   catalog, and promotion or demotion of an attribute
 //! - everything under `/v1/plugins`, handed to the plugin registry
@@ -24,11 +26,12 @@ use atlas_http::{
 };
 use atlas_plugins::Registry;
 use atlas_store::{Catalog, Pool, TenantStatus};
-use chrono::{DateTime, Utc};
+use atlas_warehouse::{Warehouse, WarehouseError};
+use chrono::{DateTime, NaiveDate, Utc};
 use http::{Method, StatusCode};
 use serde::Serialize;
 
-use crate::analytics::{Refused, Stats};
+use crate::analytics::{Daily, Refused, Stats};
 use crate::catalog::{Attribute, AttributePatch, Created, NewAttribute, Patched};
 use crate::routing::{ReadError, Replica, Route, Router};
 use crate::search::{Search, SearchRequest};
@@ -50,6 +53,8 @@ pub struct QueryApi {
     router: Router,
     /// Point reads at eventual consistency look here first.
     cache: Option<Arc<HotCache>>,
+    /// Analytics reads are served here when it is fresh enough.
+    warehouse: Option<Arc<dyn Warehouse>>,
 }
 
 impl QueryApi {
@@ -66,11 +71,17 @@ impl QueryApi {
             registry,
             config,
             cache: None,
+            warehouse: None,
         }
     }
 
     pub fn with_cache(mut self, cache: Arc<HotCache>) -> Self {
         self.cache = Some(cache);
+        self
+    }
+
+    pub fn with_warehouse(mut self, warehouse: Arc<dyn Warehouse>) -> Self {
+        self.warehouse = Some(warehouse);
         self
     }
 
@@ -156,7 +167,10 @@ async fn route(api: &QueryApi, path: &str, req: Request) -> Result<Response<Body
         (["v1", "analytics", "attributes", name, "stats"], &Method::GET) => {
             get_stats(api, name, &req).await
         }
-        (["v1", "analytics", "attributes", _, "stats"], _) => {
+        (["v1", "analytics", "attributes", name, "daily"], &Method::GET) => {
+            get_daily(api, name, &req).await
+        }
+        (["v1", "analytics", "attributes", _, "stats" | "daily"], _) => {
             Err(ApiError::method_not_allowed("GET"))
         }
         (["v1", "attributes"], &Method::POST) => create_attribute(api, &req).await,
@@ -500,11 +514,6 @@ async fn get_stats(api: &QueryApi, name: &str, req: &Request) -> Result<Response
     let name = attribute_name(name)?;
     let q = query_params(req);
     let params = ReadParams::parse_or(&q, &["from", "to", "group_by"], Consistency::Analytics)?;
-    let (from, to) = time_range(
-        &q,
-        api.config.analytics_max_range,
-        "ATLAS_ANALYTICS_MAX_RANGE_SECS",
-    )?;
     let group_by = q
         .get("group_by")
         .map(|g| AttributeName::parse(g))
@@ -512,19 +521,112 @@ async fn get_stats(api: &QueryApi, name: &str, req: &Request) -> Result<Response
         .map_err(|e| ApiError::bad_request("invalid_attribute", format!("group_by: {e}")))?;
     let started = Instant::now();
     let (name, group_by) = (&name, group_by.as_ref());
+    if let Some((wh, lag)) = params.warehouse(api).await? {
+        let (from, to) = time_range(
+            &q,
+            api.config.warehouse_max_range,
+            "ATLAS_WAREHOUSE_MAX_RANGE_SECS",
+        )?;
+        let stats = Stats::from_warehouse(wh, tenant, name, group_by, from, to)
+            .await
+            .map_err(warehouse_unavailable)?
+            .map_err(refusal)?;
+        return Ok(params.answer_from_warehouse(started, lag, &stats));
+    }
+    let (from, to) = time_range(
+        &q,
+        api.config.analytics_max_range,
+        "ATLAS_ANALYTICS_MAX_RANGE_SECS",
+    )?;
     let (stats, route) = params
         .read(api, |pool| async move {
             Stats::get(&pool, tenant, name, group_by, from, to).await
         })
         .await?;
-    let stats = stats.map_err(|refused| match refused {
+    Ok(params.answer(
+        started,
+        &route,
+        CacheStatus::Bypass,
+        &stats.map_err(refusal)?,
+    ))
+}
+
+/// One numeric attribute per day, from the warehouse alone: over months,
+/// the time series would be read reading by reading.
+async fn get_daily(api: &QueryApi, name: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_from_request(req)?;
+    let name = attribute_name(name)?;
+    let q = query_params(req);
+    let params = ReadParams::parse_or(&q, &["from", "to"], Consistency::Analytics)?;
+    if params.consistency != Consistency::Analytics {
+        return Err(ApiError::bad_request(
+            "invalid_consistency",
+            "daily statistics come from the warehouse: use consistency=analytics",
+        ));
+    }
+    let day = |key: &str| -> Result<NaiveDate, ApiError> {
+        let raw = q.get(key).ok_or_else(|| {
+            ApiError::bad_request(
+                "range_required",
+                format!("{key} is required: the first and last day, YYYY-MM-DD"),
+            )
+        })?;
+        NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|e| {
+            ApiError::bad_request(
+                "invalid_date",
+                format!("{key}={raw:?} is not YYYY-MM-DD: {e}"),
+            )
+        })
+    };
+    let (from, to) = (day("from")?, day("to")?);
+    if to < from {
+        return Err(ApiError::bad_request(
+            "invalid_range",
+            "to must not be before from",
+        ));
+    }
+    let max_days = (api.config.warehouse_max_range.as_secs() / 86_400) as i64;
+    if (to - from).num_days() + 1 > max_days {
+        return Err(ApiError::bad_request(
+            "range_too_large",
+            format!(
+                "from..to spans {} days; the limit is {max_days} (ATLAS_WAREHOUSE_MAX_RANGE_SECS)",
+                (to - from).num_days() + 1
+            ),
+        ));
+    }
+    let started = Instant::now();
+    let Some((wh, lag)) = params.warehouse(api).await? else {
+        return Err(match api.warehouse {
+            None => ApiError::unavailable(
+                "no warehouse is configured (ATLAS_WAREHOUSE_URL); daily statistics need one",
+            ),
+            Some(_) => ApiError::unavailable(
+                "the warehouse has loaded nothing yet, or lags more than max_lag_seconds; \
+                 retry later or allow more lag",
+            ),
+        });
+    };
+    let daily = Daily::get(wh, tenant, &name, from, to)
+        .await
+        .map_err(warehouse_unavailable)?
+        .map_err(refusal)?;
+    Ok(params.answer_from_warehouse(started, lag, &daily))
+}
+
+fn refusal(refused: Refused) -> ApiError {
+    match refused {
         Refused::Missing(n) => ApiError::not_found(format!("no attribute {n}")),
         Refused::NotNumeric { name, data_type } => ApiError::bad_request(
             "not_numeric",
             format!("{name} is a {data_type} attribute; statistics need int or decimal"),
         ),
-    })?;
-    Ok(params.answer(started, &route, CacheStatus::Bypass, &stats))
+    }
+}
+
+fn warehouse_unavailable(e: WarehouseError) -> ApiError {
+    tracing::error!(error = %e, "warehouse read failed");
+    ApiError::unavailable("the warehouse is unavailable; retry the request")
 }
 
 fn unavailable(e: atlas_store::StoreError) -> ApiError {
@@ -604,6 +706,49 @@ impl ReadParams {
                 ReadError::NoSource(e) => ApiError::unavailable(e.to_string()),
                 ReadError::Store(e) => unavailable(e),
             })
+    }
+
+    /// The warehouse and how far it lags, when it should serve this
+    /// read: an analytics read, a warehouse that has loaded something, and
+    /// no more lag than the caller allows (else the router's sources
+    /// serve, as for any read).
+    async fn warehouse<'a>(
+        &self,
+        api: &'a QueryApi,
+    ) -> Result<Option<(&'a dyn Warehouse, f64)>, ApiError> {
+        let Some(wh) = api.warehouse.as_deref() else {
+            return Ok(None);
+        };
+        if self.consistency != Consistency::Analytics {
+            return Ok(None);
+        }
+        let Some(as_of) = wh.data_as_of().await.map_err(warehouse_unavailable)? else {
+            return Ok(None);
+        };
+        let lag =
+            ((Utc::now() - as_of).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).max(0.0);
+        Ok(self
+            .max_lag_seconds
+            .is_none_or(|max| lag <= max)
+            .then_some((wh, lag)))
+    }
+
+    /// An answer from the warehouse, as of its newest loaded commit.
+    fn answer_from_warehouse(
+        &self,
+        started: Instant,
+        lag_seconds: f64,
+        body: &impl Serialize,
+    ) -> Response<Body> {
+        let freshness = Freshness::new(
+            "warehouse",
+            lag_seconds,
+            self.consistency,
+            CacheStatus::Bypass,
+            started.elapsed(),
+        );
+        let body = serde_json::to_value(body).expect("answers serialize");
+        freshness.respond(StatusCode::OK, body)
     }
 
     /// The answer with its freshness. The router never picks a source

@@ -7,8 +7,11 @@
 use atlas_store::{Pool, StoreError, Transaction};
 use tokio_postgres::types::{Json, ToSql};
 
+use chrono::{DateTime, NaiveDate, Utc};
+
 use crate::batch::{Batch, State};
 use crate::load::{Counts, DAILY_STAGE, Dialect, Loaded, STEPS, Stage};
+use crate::reads::{self, DailyRow, StatsQuery, StatsRow};
 use crate::schema;
 
 pub struct PgWarehouse {
@@ -82,6 +85,107 @@ impl PgWarehouse {
         tx.commit().await?;
         Ok(loaded)
     }
+}
+
+/// The reads (see [`crate::reads`]).
+impl PgWarehouse {
+    /// The attribute's type, if the tenant has it.
+    pub async fn attribute_type(
+        &self,
+        tenant_id: i64,
+        attribute: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(reads::ATTRIBUTE).await?;
+        Ok(client
+            .query_opt(&stmt, &[&tenant_id, &attribute])
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    pub async fn stats(&self, q: &StatsQuery<'_>) -> Result<Vec<StatsRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let (first, last) = days(q.from, q.to);
+        let rows = match q.group_by {
+            None => {
+                let stmt = client.prepare_cached(&reads::stats_sql()).await?;
+                client
+                    .query(
+                        &stmt,
+                        &[&q.tenant_id, &q.attribute, &q.from, &q.to, &first, &last],
+                    )
+                    .await?
+            }
+            Some(g) => {
+                let stmt = client.prepare_cached(&reads::grouped_stats_sql()).await?;
+                client
+                    .query(
+                        &stmt,
+                        &[
+                            &q.tenant_id,
+                            &q.attribute,
+                            &q.from,
+                            &q.to,
+                            &first,
+                            &last,
+                            &g,
+                            &q.limit,
+                        ],
+                    )
+                    .await?
+            }
+        };
+        Ok(rows
+            .iter()
+            .map(|r| StatsRow {
+                group: r.get(0),
+                count: r.get(1),
+                entities: r.get(2),
+                avg: r.get(3),
+                min: r.get(4),
+                max: r.get(5),
+                p50: r.get(6),
+                p95: r.get(7),
+            })
+            .collect())
+    }
+
+    pub async fn daily(
+        &self,
+        tenant_id: i64,
+        attribute: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DailyRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(reads::DAILY).await?;
+        Ok(client
+            .query(&stmt, &[&tenant_id, &attribute, &from, &to])
+            .await?
+            .iter()
+            .map(|r| DailyRow {
+                day: r.get(0),
+                count: r.get(1),
+                entities: r.get(2),
+                avg: r.get(3),
+                min: r.get(4),
+                max: r.get(5),
+            })
+            .collect())
+    }
+
+    pub async fn data_as_of(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(reads::DATA_AS_OF).await?;
+        Ok(client.query_one(&stmt, &[]).await?.get(0))
+    }
+}
+
+/// The days `[from, to)` touches, for the day columns the tables are
+/// sorted and indexed on.
+fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> (NaiveDate, NaiveDate) {
+    let last = (to - chrono::Duration::microseconds(1)).max(from);
+    (from.date_naive(), last.date_naive())
 }
 
 /// Waits for other transactions doing `what` (this database's advisory
