@@ -520,3 +520,48 @@ async fn hot_state_keeps_every_digit_postgres_had() {
         .get(0);
     assert_eq!(pressure, "123456789012345.67891");
 }
+
+#[tokio::test]
+async fn a_heartbeat_moves_the_watermark_and_nothing_else() {
+    let w = warehouse().await;
+    w.loader
+        .handle(&event(0, &the_first_batch()))
+        .await
+        .unwrap();
+    let beat = atlas_cdc::emit::heartbeat("atlas", COMMIT_MS + 60_000);
+    let report = w
+        .loader
+        .handle(&event(0, &[(beat.topic, Some(beat.value))]))
+        .await
+        .unwrap();
+    assert_eq!((report.records, report.changes, report.loaded), (1, 0, 0));
+    let c = w.db.owner().await;
+    let (lsn, fresh): (i64, bool) = c
+        .query_one(
+            "SELECT source_lsn, source_commit_at = to_timestamp($1::float8 / 1000) \
+             FROM load_watermarks WHERE source = 'atlas'",
+            &[&((COMMIT_MS + 60_000) as f64)],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(lsn, 23, "the LSN stays the newest change's");
+    assert!(fresh, "the commit time moves to the heartbeat's");
+    // An older heartbeat moves nothing back.
+    let old = atlas_cdc::emit::heartbeat("atlas", COMMIT_MS);
+    w.loader
+        .handle(&event(1, &[(old.topic, Some(old.value))]))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &c,
+            &format!(
+                "SELECT count(*) FROM load_watermarks WHERE source_commit_at = to_timestamp({})",
+                (COMMIT_MS + 60_000) as f64 / 1000.0
+            )
+        )
+        .await,
+        1
+    );
+}

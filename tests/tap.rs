@@ -200,11 +200,19 @@ async fn when_the_loader_fails_the_tap_delivers_again_and_loses_nothing() {
     let sunk = atlas_tap::run(
         &tap,
         |event| {
-            calls += 1;
-            let call = calls;
+            // Heartbeats come while the slot is idle; this counts loads.
+            let heartbeat = event
+                .records
+                .keys()
+                .any(|k| k.starts_with("__debezium-heartbeat"));
+            calls += usize::from(!heartbeat);
+            let call = if heartbeat { 0 } else { calls };
             let done = if call == 3 { done_tx.take() } else { None };
             async move {
                 let report = loader.handle(&event).await.map_err(|e| e.to_string())?;
+                if call == 0 {
+                    return Ok(());
+                }
                 let expected = if call == 1 { (5, 0) } else { (0, 5) };
                 assert_eq!((report.loaded, report.duplicates), expected, "call {call}");
                 if call == 2 {

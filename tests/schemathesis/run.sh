@@ -22,7 +22,13 @@ dev_pid=""
 
 cleanup() {
     if [ -n "$dev_pid" ]; then kill "$dev_pid" 2>/dev/null || true; wait "$dev_pid" 2>/dev/null || true; fi
-    psql "$server" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    # atlas dev's change tap holds a slot on the database, and its
+    # warehouse is a database of its own.
+    psql "$server" -q \
+        -c "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname IN ('$db', '${db}_warehouse')" \
+        -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$db' AND NOT active" \
+        -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+        -c "DROP DATABASE IF EXISTS ${db}_warehouse WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -38,6 +44,15 @@ for _ in $(seq 60); do
     sleep 0.5
 done
 token="$("$atlas" token --tenant 1 --data-dir "$work")"
+# The warehouse's first load (the demo catalog), so its routes answer.
+today="$(date -u +%F)"
+for _ in $(seq 60); do
+    code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
+        "http://127.0.0.1:$port/v1/analytics/attributes/temperature/daily?from=$today&to=$today")"
+    [ "$code" = 200 ] && break
+    sleep 0.5
+done
+[ "$code" = 200 ] || { echo "the warehouse never loaded (last answer $code):"; tail -20 "$work/dev.log"; exit 1; }
 
 # The plugin upload takes a WebAssembly body, which Schemathesis cannot
 # generate; tests/openapi.rs and tests/plugins.rs cover that operation.

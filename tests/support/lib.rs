@@ -100,9 +100,13 @@ impl Drop for TestDb {
                         "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
                          WHERE datname = '{name}' AND pid <> pg_backend_pid(); \
                          SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-                         WHERE database = '{name}' AND NOT active; \
-                         DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                         WHERE database = '{name}' AND NOT active"
                     ))
+                    .await
+                    .ok()?;
+                // Alone: DROP DATABASE cannot run in a multi-statement batch.
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await
                     .ok()
             })

@@ -101,7 +101,7 @@ pub struct Report {
 }
 
 /// One generated reading, kept typed for the raw COPY baseline.
-struct Row {
+pub(crate) struct Row {
     tenant: i64,
     entity: i64,
     attr: usize,
@@ -231,15 +231,15 @@ async fn measure(
 
 /// One run of the write path over `requests`: ingest writers and flushers
 /// at once, then the audit.
-struct Pass {
-    acked: Duration,
-    drained: Duration,
+pub(crate) struct Pass {
+    pub(crate) acked: Duration,
+    pub(crate) drained: Duration,
     lags: Vec<f64>,
-    lost: i64,
-    duplicated: i64,
+    pub(crate) lost: i64,
+    pub(crate) duplicated: i64,
 }
 
-async fn pass(
+pub(crate) async fn pass(
     opts: &Options,
     url: &str,
     requests: Arc<Vec<(TenantId, String)>>,
@@ -391,7 +391,7 @@ async fn provision(opts: &Options, url: &str) -> Result<Vec<Vec<i64>>, BoxError>
 
 /// Readings with unique keys (each gets its own microsecond), grouped into
 /// request bodies of one tenant each, round-robin over tenants.
-fn generate(opts: &Options) -> (Vec<Row>, Vec<(TenantId, String)>) {
+pub(crate) fn generate(opts: &Options) -> (Vec<Row>, Vec<(TenantId, String)>) {
     let mut rng = fastrand::Rng::with_seed(42);
     let per_tenant = opts.entities / opts.tenants;
     let base = Utc::now() - chrono::Duration::minutes(10);

@@ -1,6 +1,7 @@
 //! Benchmarks behind `atlas bench`. Each prints progress on stderr and
 //! returns a report that the CLI prints as one JSON object, last.
 
+pub mod cdc;
 mod codec;
 pub mod ingest;
 pub mod plugin;

@@ -1,4 +1,5 @@
-//! Throwaway databases on a local server, dropped when the bench ends.
+//! Throwaway databases on a local server, dropped when the bench ends
+//! (with any change tap slot on them, which would keep them alive).
 
 use atlas_core::AcceptWindow;
 use atlas_store::{DbConfig, DbRole};
@@ -41,6 +42,17 @@ impl ScratchDb {
     pub async fn drop_now(self) -> Result<(), tokio_postgres::Error> {
         let (client, conn) = tokio_postgres::connect(&self.server, NoTls).await?;
         tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid(); \
+                 SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE database = '{name}' AND NOT active",
+                name = self.name
+            ))
+            .await?;
+        // Not in the batch above: DROP DATABASE refuses to run inside the
+        // transaction a multi-statement batch is.
         client
             .batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",

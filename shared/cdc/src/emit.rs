@@ -103,6 +103,22 @@ pub fn flattened(
     }
 }
 
+/// A heartbeat of the connector under `prefix` at `ts_ms`: every change
+/// committed before it has been sent.
+pub fn heartbeat(prefix: &str, ts_ms: i64) -> Emitted {
+    let schema = json!({"type": "struct", "optional": false,
+        "name": "io.debezium.connector.common.Heartbeat",
+        "fields": [{"type": "int64", "optional": false, "field": "ts_ms"}]});
+    Emitted {
+        topic: format!("__debezium-heartbeat.{prefix}"),
+        key: json!({"schema": {"type": "struct", "optional": false,
+            "name": "io.debezium.connector.common.ServerNameKey",
+            "fields": [{"type": "string", "optional": false, "field": "serverName"}]},
+            "payload": {"serverName": prefix}}),
+        value: json!({"schema": schema, "payload": {"ts_ms": ts_ms}}),
+    }
+}
+
 /// A column's schema as the JSON converter writes it.
 fn field(name: &str, kind: Kind, optional: bool) -> Value {
     let mut f = match kind {

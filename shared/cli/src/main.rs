@@ -125,6 +125,28 @@ enum Bench {
     /// Reads through the query API handler: the seed's Query 1, point
     /// reads cold and cached, and Query 1 on the time series alone.
     Query(QueryBench),
+    /// Changes into the warehouse: the ingest bench's writes, the change
+    /// tap and the CDC-batch loader at once; lag from commit to loaded.
+    Cdc(CdcBench),
+}
+
+#[derive(Args)]
+struct CdcBench {
+    /// A small run that finishes in well under a minute.
+    #[arg(long)]
+    quick: bool,
+    #[arg(long)]
+    readings: Option<usize>,
+    /// Load every MSK event twice, as a redelivered batch.
+    #[arg(long)]
+    redeliver: bool,
+    /// Server on which scratch databases are created and dropped.
+    #[arg(
+        long,
+        env = "ATLAS_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
 }
 
 #[derive(Args)]
@@ -205,6 +227,12 @@ async fn main() {
     atlas_cloud::telemetry::init();
     if let Err(e) = run(Cli::parse()).await {
         eprintln!("error: {e}");
+        // "db error" alone says nothing; the server's message is its source.
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            eprintln!("  caused by: {c}");
+            cause = c.source();
+        }
         std::process::exit(1);
     }
 }
@@ -360,6 +388,23 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 ..defaults
             };
             let report = atlas_bench::ingest::run(&opts).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Bench(Bench::Cdc(b)) => {
+            let defaults = atlas_bench::ingest::Options::default();
+            let readings = b
+                .readings
+                .unwrap_or(if b.quick { 100_000 } else { defaults.readings });
+            let opts = atlas_bench::cdc::Options {
+                ingest: atlas_bench::ingest::Options {
+                    server_url: b.database_url,
+                    readings,
+                    ..defaults
+                },
+                redeliver: b.redeliver,
+                loader_sample: 100_000,
+            };
+            let report = atlas_bench::cdc::run(&opts).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::Bench(Bench::Query(b)) => {

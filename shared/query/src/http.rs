@@ -557,13 +557,15 @@ async fn get_daily(api: &QueryApi, name: &str, req: &Request) -> Result<Response
     let tenant = tenant_from_request(req)?;
     let name = attribute_name(name)?;
     let q = query_params(req);
-    let params = ReadParams::parse_or(&q, &["from", "to"], Consistency::Analytics)?;
-    if params.consistency != Consistency::Analytics {
+    if let Some(k) = q.keys().find(|k| !["from", "to"].contains(&k.as_str())) {
+        // Always the warehouse, which says how fresh it is: no consistency
+        // or lag bound to choose.
         return Err(ApiError::bad_request(
-            "invalid_consistency",
-            "daily statistics come from the warehouse: use consistency=analytics",
+            "unknown_parameter",
+            format!("unknown parameter {k:?}; use from, to"),
         ));
     }
+    let params = ReadParams::parse_or(&q, &["from", "to"], Consistency::Analytics)?;
     let day = |key: &str| -> Result<NaiveDate, ApiError> {
         let raw = q.get(key).ok_or_else(|| {
             ApiError::bad_request(
@@ -601,10 +603,7 @@ async fn get_daily(api: &QueryApi, name: &str, req: &Request) -> Result<Response
             None => ApiError::unavailable(
                 "no warehouse is configured (ATLAS_WAREHOUSE_URL); daily statistics need one",
             ),
-            Some(_) => ApiError::unavailable(
-                "the warehouse has loaded nothing yet, or lags more than max_lag_seconds; \
-                 retry later or allow more lag",
-            ),
+            Some(_) => ApiError::unavailable("the warehouse has loaded nothing yet; retry later"),
         });
     };
     let daily = Daily::get(wh, tenant, &name, from, to)

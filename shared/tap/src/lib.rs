@@ -52,12 +52,20 @@ where
             }
         }
     }
+    let mut last_heartbeat = std::time::Instant::now();
     loop {
+        let read_started = chrono::Utc::now();
         let read = tokio::select! {
             biased;
             _ = &mut shutdown => return Ok(total),
-            read = tap.read() => read?,
+            read = tap.next() => read?,
         };
+        if read.upto.is_none() && last_heartbeat.elapsed() >= tap.config().heartbeat {
+            last_heartbeat = std::time::Instant::now();
+            if let Err(e) = sink(tap.heartbeat(read_started)).await {
+                tracing::warn!(error = %e, "the sink refused a heartbeat");
+            }
+        }
         let mut sunk = true;
         for event in read.events {
             if let Err(e) = sink(event).await {

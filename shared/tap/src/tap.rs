@@ -36,6 +36,14 @@ pub struct TapConfig {
     pub read_limit: i32,
     /// The pause when the slot has nothing new.
     pub interval: Duration,
+    /// How long changes may wait for more to fill an event (an MSK event
+    /// source's batching window): many small loads cost more than a few
+    /// large ones.
+    pub window: Duration,
+    /// While the slot has nothing new, a heartbeat this often tells the
+    /// loader how fresh the warehouse is (as the connector's
+    /// `heartbeat.interval.ms` does).
+    pub heartbeat: Duration,
 }
 
 impl Default for TapConfig {
@@ -47,6 +55,8 @@ impl Default for TapConfig {
             batch_size: 10_000,
             read_limit: 50_000,
             interval: Duration::from_millis(500),
+            window: Duration::from_millis(500),
+            heartbeat: Duration::from_secs(2),
         }
     }
 }
@@ -73,6 +83,9 @@ pub enum TapError {
 pub struct Read {
     /// The records, in MSK events of at most `batch_size` each.
     pub events: Vec<KafkaEvent>,
+    /// For each event, its changes' commit times (ms since the epoch): how
+    /// old they are when the event is loaded.
+    pub commits: Vec<Vec<i64>>,
     pub changes: usize,
     /// Where the slot may move once all `events` are loaded; `None` when
     /// the read found no transaction.
@@ -165,16 +178,15 @@ impl Tap {
                     cols.insert(name, datum(table, name, *kind, cell)?);
                 }
                 let out = emit::flattened(&self.cfg.topic_prefix, table, Op::Read, at, &key, &cols);
-                records.push((out.topic, offset, out.key, out.value));
+                records.push((out.topic, offset, out.key, out.value, at.commit_ts_ms));
                 offset += 1;
             }
         }
+        let chunks = records.chunks(self.cfg.batch_size.max(1));
         Ok(Read {
             changes: records.len(),
-            events: records
-                .chunks(self.cfg.batch_size.max(1))
-                .map(event)
-                .collect(),
+            events: chunks.clone().map(event).collect(),
+            commits: chunks.map(|c| c.iter().map(|r| r.4).collect()).collect(),
             upto: None,
             newest_commit: None,
         })
@@ -196,7 +208,7 @@ impl Tap {
             .await?;
         let mut relations = Relations::default();
         let mut read = Read::default();
-        let mut records: Vec<(String, i64, Value, Value)> = Vec::new();
+        let mut records: Vec<Out> = Vec::new();
         let mut commit_ts_ms = 0i64;
         for row in rows {
             let lsn: PgLsn = row.get(0);
@@ -245,15 +257,38 @@ impl Tap {
                 commit_ts_ms,
             };
             let out = emit::flattened(&self.cfg.topic_prefix, table, op, at, &key, &cols);
-            records.push((out.topic, at.lsn, out.key, out.value));
+            records.push((out.topic, at.lsn, out.key, out.value, commit_ts_ms));
             read.changes += 1;
         }
         // The server stops at a commit, so every change read belongs to a
         // transaction `upto` covers.
         for chunk in records.chunks(self.cfg.batch_size.max(1)) {
             read.events.push(event(chunk));
+            read.commits.push(chunk.iter().map(|r| r.4).collect());
         }
         Ok(read)
+    }
+
+    /// The next batch: what [`Tap::read`] finds, given up to `window` to
+    /// fill an event when it finds less than that.
+    pub async fn next(&self) -> Result<Read, TapError> {
+        let read = self.read().await?;
+        if read.changes == 0 || read.changes >= self.cfg.batch_size {
+            return Ok(read);
+        }
+        tokio::time::sleep(self.cfg.window).await;
+        self.read().await
+    }
+
+    /// A heartbeat as of `read_started`, when a read that began then found
+    /// nothing: everything committed before was loaded. It is dated a
+    /// second earlier, since a commit that did not wait for its WAL
+    /// (`synchronous_commit = off`) may reach the slot up to a few
+    /// `wal_writer_delay`s late.
+    pub fn heartbeat(&self, read_started: DateTime<Utc>) -> KafkaEvent {
+        let ts = (read_started - chrono::Duration::seconds(1)).timestamp_millis();
+        let out = emit::heartbeat(&self.cfg.topic_prefix, ts);
+        event(&[(out.topic, ts, out.key, out.value, ts)])
     }
 
     /// Moves the slot past everything up to `upto`: call it only once the
@@ -279,9 +314,12 @@ impl Tap {
 
 /// An MSK event as Lambda delivers one: records by `topic-partition`, the
 /// LSN as the offset (each change has its own, and a re-read repeats it).
-fn event(records: &[(String, i64, Value, Value)]) -> KafkaEvent {
+/// A record for an event: topic, offset, key, value, commit time.
+type Out = (String, i64, Value, Value, i64);
+
+fn event(records: &[Out]) -> KafkaEvent {
     let mut by_partition = serde_json::Map::new();
-    for (topic, lsn, key, value) in records {
+    for (topic, lsn, key, value, _) in records {
         let rec = json!({
             "topic": topic, "partition": 0, "offset": lsn,
             "timestamp": Utc::now().timestamp_millis(), "timestampType": "CREATE_TIME",

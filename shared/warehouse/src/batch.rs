@@ -144,8 +144,7 @@ impl Batch {
     pub fn add(&mut self, source: &str, change: Change) {
         let at = Position::of(&change);
         self.changes += 1;
-        let mark = self.watermarks.entry(source.to_owned()).or_default();
-        *mark = (*mark).max(at);
+        self.mark(source, at);
         match change.data {
             ChangeData::Upsert(row) => self.upsert(row, at),
             ChangeData::Delete(Key::Projection {
@@ -171,6 +170,24 @@ impl Batch {
             }) => self.entity(tenant_id, entity_id, None, true, at),
             ChangeData::Delete(_) | ChangeData::Truncate => self.ignored += 1,
         }
+    }
+
+    /// The connector's heartbeat: at `ts_ms` it had sent every change
+    /// before, so the warehouse is that fresh once this batch is loaded.
+    pub fn heartbeat(&mut self, source: &str, ts_ms: i64) {
+        let at = Position {
+            lsn: 0,
+            commit_at: DateTime::<Utc>::from_timestamp_millis(ts_ms),
+        };
+        self.mark(source, at);
+    }
+
+    /// Moves `source`'s watermark forward: the newest LSN and the newest
+    /// commit time, each on its own (a heartbeat has a time, no LSN).
+    fn mark(&mut self, source: &str, at: Position) {
+        let mark = self.watermarks.entry(source.to_owned()).or_default();
+        mark.lsn = mark.lsn.max(at.lsn);
+        mark.commit_at = mark.commit_at.max(at.commit_at);
     }
 
     fn upsert(&mut self, row: Row, at: Position) {
@@ -270,8 +287,9 @@ impl Batch {
         })
     }
 
+    /// Nothing to load: no change and no heartbeat.
     pub fn is_empty(&self) -> bool {
-        self.changes == 0
+        self.changes == 0 && self.watermarks.is_empty()
     }
 }
 

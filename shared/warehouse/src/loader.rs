@@ -76,6 +76,7 @@ impl Loader {
             });
             match decoded {
                 Ok(Record::Change(change)) => batch.add(source_of(topic), change),
+                Ok(Record::Heartbeat { ts_ms: Some(ts) }) => batch.heartbeat(source_of(topic), ts),
                 Ok(Record::Tombstone | Record::Heartbeat { .. } | Record::Transaction(_)) => {}
                 Err(reason) => {
                     self.letters.put(rec, &reason).await?;
@@ -96,9 +97,13 @@ impl Loader {
     }
 }
 
-/// The connector a topic (`<topic.prefix>.<schema>.<table>`) comes from:
-/// its topic prefix, which names the load watermark.
+/// The connector a topic (`<topic.prefix>.<schema>.<table>`, or its
+/// heartbeats' `__debezium-heartbeat.<topic.prefix>`) comes from: its topic
+/// prefix, which names the load watermark.
 pub fn source_of(topic: &str) -> &str {
+    if let Some(prefix) = topic.strip_prefix("__debezium-heartbeat.") {
+        return prefix;
+    }
     let mut parts = topic.rsplitn(3, '.');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(_), Some(_), Some(prefix)) => prefix,
@@ -115,5 +120,6 @@ mod tests {
         assert_eq!(source_of("atlas.public.entity_values_ts"), "atlas");
         assert_eq!(source_of("prod.atlas.public.tenants"), "prod.atlas");
         assert_eq!(source_of("odd"), "odd");
+        assert_eq!(source_of("__debezium-heartbeat.atlas"), "atlas");
     }
 }

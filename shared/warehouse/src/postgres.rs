@@ -45,46 +45,60 @@ impl PgWarehouse {
     /// once is still inserted once.
     pub async fn load(&self, batch: &Batch) -> Result<Loaded, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        take_turns(&tx, "atlas_warehouse_load").await?;
-        let mut ddl = String::new();
-        for stage in Stage::ALL {
-            ddl.push_str(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS;",
-                stage.table(),
-                Dialect::Postgres.stage_columns(stage)
-            ));
+        let loaded = load_in(&mut client, batch).await;
+        if loaded.is_err() {
+            // The connection may be the reason (a killed backend, a
+            // timeout mid-statement): the retry gets a new one.
+            drop(deadpool_postgres::Object::take(client));
         }
+        loaded
+    }
+}
+
+/// The load itself, on `client`.
+async fn load_in(
+    client: &mut deadpool_postgres::Object,
+    batch: &Batch,
+) -> Result<Loaded, StoreError> {
+    let tx = client.transaction().await?;
+    take_turns(&tx, "atlas_warehouse_load").await?;
+    let mut ddl = String::new();
+    for stage in Stage::ALL {
         ddl.push_str(&format!(
             "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS;",
-            DAILY_STAGE.0, DAILY_STAGE.1
+            stage.table(),
+            Dialect::Postgres.stage_columns(stage)
         ));
-        tx.batch_execute(&ddl).await?;
-
-        let mut filled = Vec::new();
-        for stage in Stage::ALL {
-            if stage_rows(&tx, stage, batch).await? > 0 {
-                filled.push(stage);
-            }
-        }
-        let mut loaded = Loaded {
-            duplicates: batch.duplicates as u64,
-            ..Loaded::default()
-        };
-        for step in STEPS.iter().filter(|s| filled.contains(&s.stage)) {
-            let stmt = tx
-                .prepare_cached(&Dialect::Postgres.render(step.sql))
-                .await?;
-            let n = tx.execute(&stmt, &[]).await?;
-            match step.counts {
-                Counts::Nothing => {}
-                Counts::Duplicates => loaded.duplicates += n,
-                Counts::Loaded => loaded.loaded += n,
-            }
-        }
-        tx.commit().await?;
-        Ok(loaded)
     }
+    ddl.push_str(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS;",
+        DAILY_STAGE.0, DAILY_STAGE.1
+    ));
+    tx.batch_execute(&ddl).await?;
+
+    let mut filled = Vec::new();
+    for stage in Stage::ALL {
+        if stage_rows(&tx, stage, batch).await? > 0 {
+            filled.push(stage);
+        }
+    }
+    let mut loaded = Loaded {
+        duplicates: batch.duplicates as u64,
+        ..Loaded::default()
+    };
+    for step in STEPS.iter().filter(|s| filled.contains(&s.stage)) {
+        let stmt = tx
+            .prepare_cached(&Dialect::Postgres.render(step.sql))
+            .await?;
+        let n = tx.execute(&stmt, &[]).await?;
+        match step.counts {
+            Counts::Nothing => {}
+            Counts::Duplicates => loaded.duplicates += n,
+            Counts::Loaded => loaded.loaded += n,
+        }
+    }
+    tx.commit().await?;
+    Ok(loaded)
 }
 
 /// The reads (see [`crate::reads`]).
