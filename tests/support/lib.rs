@@ -104,7 +104,14 @@ impl Drop for TestDb {
                     ))
                     .await
                     .ok()?;
-                // Alone: DROP DATABASE cannot run in a multi-statement batch.
+                // Alone: DROP DATABASE cannot run in a multi-statement
+                // batch. `atlas dev` keeps its warehouse beside the database.
+                client
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {name}_warehouse WITH (FORCE)"
+                    ))
+                    .await
+                    .ok()?;
                 client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await

@@ -89,6 +89,10 @@ struct Delivered {
     sample: Vec<KafkaEvent>,
     sampled: usize,
     last_loaded: Option<Instant>,
+    /// Time spent reading the slot (decoding and writing records) and
+    /// loading.
+    reading: Duration,
+    loading: Duration,
 }
 
 async fn measure(
@@ -125,12 +129,19 @@ async fn measure(
         async move {
             let mut stopping = false;
             loop {
+                let t = Instant::now();
                 let read = tap.next().await?;
+                let read_took = t.elapsed();
+                if read.changes > 0 {
+                    delivered.lock().await.reading += read_took;
+                }
                 for (event, commits) in read.events.iter().zip(&read.commits) {
                     for delivery in 0..if redeliver { 2 } else { 1 } {
+                        let t = Instant::now();
                         let report = loader.handle(event).await?;
                         let now = Utc::now().timestamp_millis();
                         let mut d = delivered.lock().await;
+                        d.loading += t.elapsed();
                         d.dead_lettered += report.dead_lettered;
                         // A change is visible once its first delivery is
                         // loaded; the second must add nothing (audited).
@@ -187,6 +198,11 @@ async fn measure(
         pass.drained.as_secs_f64(),
         d.changes,
         elapsed.as_secs_f64()
+    );
+    eprintln!(
+        "the tap read for {:.2}s (window waits included), the loader loaded for {:.2}s",
+        d.reading.as_secs_f64(),
+        d.loading.as_secs_f64()
     );
     if d.dead_lettered > 0 {
         return Err(format!("{} records were dead-lettered", d.dead_lettered).into());

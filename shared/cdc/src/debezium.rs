@@ -135,9 +135,15 @@ pub fn decode(topic: &str, value: Option<&[u8]>, opts: &Options) -> Result<Recor
     let Some(bytes) = value.filter(|b| !b.is_empty()) else {
         return Ok(Record::Tombstone);
     };
-    let json: Value =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
-    let (schema, payload) = unwrap(json);
+    let (schema, payload) = match serde_json::from_slice::<Wrapped<'_>>(bytes) {
+        Ok(w) => (schema_of(w.schema.get()), w.payload),
+        Err(_) => {
+            let json: Value =
+                serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+            let (schema, payload) = unwrap(json);
+            (schema.map(std::rc::Rc::new), payload)
+        }
+    };
     let payload = match payload {
         Value::Null => return Ok(Record::Tombstone),
         Value::Object(o) => o,
@@ -159,10 +165,46 @@ pub fn decode(topic: &str, value: Option<&[u8]>, opts: &Options) -> Result<Recor
         return boundary(status, &payload).map(Record::Transaction);
     }
     if payload.contains_key("op") && payload.contains_key("source") {
-        envelope(topic, schema.as_ref(), &payload, opts).map(Record::Change)
+        envelope(topic, schema.as_deref(), &payload, opts).map(Record::Change)
     } else {
-        flattened(topic, schema.as_ref(), &payload, opts).map(Record::Change)
+        flattened(topic, schema.as_deref(), &payload, opts).map(Record::Change)
     }
+}
+
+/// The JSON converter's wrapper, its schema left as text: the schema is
+/// most of a record and the same for every record of a table, so it is
+/// parsed once (see [`schema_of`]).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wrapped<'a> {
+    #[serde(borrow)]
+    schema: &'a serde_json::value::RawValue,
+    payload: Value,
+}
+
+/// The schema written as `text`, parsed once per thread while it keeps
+/// coming (a connector has a few per table; the cache is bounded anyway).
+fn schema_of(text: &str) -> Option<std::rc::Rc<Value>> {
+    const MAX_SCHEMAS: usize = 64;
+    thread_local! {
+        static SCHEMAS: std::cell::RefCell<HashMap<String, std::rc::Rc<Value>>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    SCHEMAS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(s) = cache.get(text) {
+            return Some(s.clone());
+        }
+        let parsed: Value = serde_json::from_str(text)
+            .ok()
+            .filter(|s: &Value| !s.is_null())?;
+        if cache.len() >= MAX_SCHEMAS {
+            cache.clear();
+        }
+        let parsed = std::rc::Rc::new(parsed);
+        cache.insert(text.to_owned(), parsed.clone());
+        Some(parsed)
+    })
 }
 
 /// Splits the JSON converter's wrapper off, when there is one.

@@ -5,6 +5,8 @@
 //! (`__deleted`), numerics `precise`. The local change tap emits these, so
 //! the loader reads locally exactly what it reads from MSK.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::SecondsFormat;
@@ -42,12 +44,99 @@ pub fn flattened(
     key: &[&str],
     row: &Columns,
 ) -> Emitted {
-    let columns = table.columns();
-    let topic = format!("{prefix}.public.{table}");
-    let key_fields: Vec<(&str, Kind)> = columns
+    let text = Writer::new(prefix).flattened(table, op, at, key, row);
+    Emitted {
+        topic: text.topic,
+        key: serde_json::from_str(&text.key).expect("the writer writes JSON"),
+        value: serde_json::from_str(&text.value).expect("the writer writes JSON"),
+    }
+}
+
+/// A record as the bytes Kafka holds: key and value as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmittedText {
+    pub topic: String,
+    pub key: String,
+    pub value: String,
+}
+
+/// Writes records of one connector, keeping each table's schemas as text:
+/// a schema is most of a record, and the same for all of a table's.
+pub struct Writer {
+    prefix: String,
+    /// (key schema, value schema) by table and key columns.
+    schemas: HashMap<(Table, Vec<String>), (String, String)>,
+}
+
+impl Writer {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            schemas: HashMap::new(),
+        }
+    }
+
+    pub fn topic(&self, table: Table) -> String {
+        format!("{}.public.{table}", self.prefix)
+    }
+
+    /// See [`flattened`].
+    pub fn flattened(
+        &mut self,
+        table: Table,
+        op: Op,
+        at: At,
+        key: &[&str],
+        row: &Columns,
+    ) -> EmittedText {
+        let columns = table.columns();
+        let topic = self.topic(table);
+        let (key_schema, value_schema) = self
+            .schemas
+            .entry((table, key.iter().map(|k| (*k).to_owned()).collect()))
+            .or_insert_with(|| schemas(&topic, columns, key));
+        let cell = |name: &str, kind: Kind| value(row.get(name).unwrap_or(&Datum::Null), kind);
+        let mut payload: Map<String, Value> = columns
+            .iter()
+            .map(|(name, kind)| ((*name).to_owned(), cell(name, *kind)))
+            .collect();
+        let op_code = match op {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Read => "r",
+            Op::Truncate => "t",
+        };
+        payload.insert("__op".into(), json!(op_code));
+        payload.insert("__table".into(), json!(table.name()));
+        payload.insert("__lsn".into(), json!(at.lsn));
+        payload.insert("__source_ts_ms".into(), json!(at.commit_ts_ms));
+        payload.insert("__deleted".into(), json!((op == Op::Delete).to_string()));
+        let key_payload: Map<String, Value> = columns
+            .iter()
+            .filter(|(name, _)| key.contains(name))
+            .map(|(name, kind)| ((*name).to_owned(), cell(name, *kind)))
+            .collect();
+        EmittedText {
+            key: format!(
+                r#"{{"schema":{key_schema},"payload":{}}}"#,
+                Value::Object(key_payload)
+            ),
+            value: format!(
+                r#"{{"schema":{value_schema},"payload":{}}}"#,
+                Value::Object(payload)
+            ),
+            topic,
+        }
+    }
+}
+
+/// A table's key and value schemas, as JSON text.
+fn schemas(topic: &str, columns: &[(&'static str, Kind)], key: &[&str]) -> (String, String) {
+    let key_fields: Vec<Value> = columns
         .iter()
-        .copied()
         .filter(|(name, _)| key.contains(name))
+        .map(|(name, kind)| field(name, *kind, false))
         .collect();
     let mut fields: Vec<Value> = columns
         .iter()
@@ -62,45 +151,11 @@ pub fn flattened(
     ] {
         fields.push(json!({"type": ty, "optional": true, "field": name}));
     }
-    let mut payload: Map<String, Value> = columns
-        .iter()
-        .map(|(name, kind)| {
-            let d = row.get(name).unwrap_or(&Datum::Null);
-            ((*name).to_owned(), value(d, *kind))
-        })
-        .collect();
-    let op_code = match op {
-        Op::Create => "c",
-        Op::Update => "u",
-        Op::Delete => "d",
-        Op::Read => "r",
-        Op::Truncate => "t",
-    };
-    payload.insert("__op".into(), json!(op_code));
-    payload.insert("__table".into(), json!(table.name()));
-    payload.insert("__lsn".into(), json!(at.lsn));
-    payload.insert("__source_ts_ms".into(), json!(at.commit_ts_ms));
-    payload.insert("__deleted".into(), json!((op == Op::Delete).to_string()));
-    let key_payload: Map<String, Value> = key_fields
-        .iter()
-        .map(|(name, kind)| {
-            let d = row.get(name).unwrap_or(&Datum::Null);
-            ((*name).to_owned(), value(d, *kind))
-        })
-        .collect();
-    Emitted {
-        key: json!({
-            "schema": {"type": "struct", "optional": false, "name": format!("{topic}.Key"),
-                       "fields": key_fields.iter().map(|(n, k)| field(n, *k, false)).collect::<Vec<_>>()},
-            "payload": key_payload,
-        }),
-        value: json!({
-            "schema": {"type": "struct", "optional": false, "name": format!("{topic}.Value"),
-                       "fields": fields},
-            "payload": payload,
-        }),
-        topic,
-    }
+    let key = json!({"type": "struct", "optional": false, "name": format!("{topic}.Key"),
+                     "fields": key_fields});
+    let value = json!({"type": "struct", "optional": false, "name": format!("{topic}.Value"),
+                       "fields": fields});
+    (key.to_string(), value.to_string())
 }
 
 /// A heartbeat of the connector under `prefix` at `ts_ms`: every change

@@ -13,11 +13,11 @@ use atlas_cdc::emit::{self, At};
 use atlas_cdc::encoding::{Datum, Document, Kind};
 use atlas_cdc::tables::Columns;
 use atlas_cdc::{Op, Table};
-use aws_lambda_events::event::kafka::KafkaEvent;
+use aws_lambda_events::encodings::MillisecondTimestamp;
+use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
 use tokio_postgres::Client;
 use tokio_postgres::types::PgLsn;
 
@@ -148,7 +148,8 @@ impl Tap {
             lsn: u64::from(start) as i64,
             commit_ts_ms: Utc::now().timestamp_millis(),
         };
-        let mut records = Vec::new();
+        let mut records: Vec<Out> = Vec::new();
+        let mut writer = emit::Writer::new(&self.cfg.topic_prefix);
         let mut offset = 0i64;
         for table in Table::ALL {
             let key: Vec<String> = self
@@ -177,7 +178,7 @@ impl Tap {
                         .map_or(Cell::Null, Cell::Text);
                     cols.insert(name, datum(table, name, *kind, cell)?);
                 }
-                let out = emit::flattened(&self.cfg.topic_prefix, table, Op::Read, at, &key, &cols);
+                let out = writer.flattened(table, Op::Read, at, &key, &cols);
                 records.push((out.topic, offset, out.key, out.value, at.commit_ts_ms));
                 offset += 1;
             }
@@ -209,6 +210,7 @@ impl Tap {
         let mut relations = Relations::default();
         let mut read = Read::default();
         let mut records: Vec<Out> = Vec::new();
+        let mut writer = emit::Writer::new(&self.cfg.topic_prefix);
         let mut commit_ts_ms = 0i64;
         for row in rows {
             let lsn: PgLsn = row.get(0);
@@ -256,7 +258,7 @@ impl Tap {
                 lsn: u64::from(lsn) as i64,
                 commit_ts_ms,
             };
-            let out = emit::flattened(&self.cfg.topic_prefix, table, op, at, &key, &cols);
+            let out = writer.flattened(table, op, at, &key, &cols);
             records.push((out.topic, at.lsn, out.key, out.value, commit_ts_ms));
             read.changes += 1;
         }
@@ -269,14 +271,21 @@ impl Tap {
         Ok(read)
     }
 
-    /// The next batch: what [`Tap::read`] finds, given up to `window` to
-    /// fill an event when it finds less than that.
+    /// The next batch: what [`Tap::read`] finds, given until its oldest
+    /// change is `window` old to fill an event when it finds less than
+    /// that. A backlog goes at once (and is not read twice).
     pub async fn next(&self) -> Result<Read, TapError> {
         let read = self.read().await?;
         if read.changes == 0 || read.changes >= self.cfg.batch_size {
             return Ok(read);
         }
-        tokio::time::sleep(self.cfg.window).await;
+        let oldest = read.commits.iter().flatten().min().copied().unwrap_or(0);
+        let waited = Utc::now().timestamp_millis() - oldest;
+        let window = self.cfg.window.as_millis() as i64;
+        if waited >= window {
+            return Ok(read);
+        }
+        tokio::time::sleep(Duration::from_millis((window - waited) as u64)).await;
         self.read().await
     }
 
@@ -288,7 +297,13 @@ impl Tap {
     pub fn heartbeat(&self, read_started: DateTime<Utc>) -> KafkaEvent {
         let ts = (read_started - chrono::Duration::seconds(1)).timestamp_millis();
         let out = emit::heartbeat(&self.cfg.topic_prefix, ts);
-        event(&[(out.topic, ts, out.key, out.value, ts)])
+        event(&[(
+            out.topic,
+            ts,
+            out.key.to_string(),
+            out.value.to_string(),
+            ts,
+        )])
     }
 
     /// Moves the slot past everything up to `upto`: call it only once the
@@ -312,35 +327,34 @@ impl Tap {
     }
 }
 
+/// A record for an event: topic, offset, key, value (JSON text), commit
+/// time.
+type Out = (String, i64, String, String, i64);
+
 /// An MSK event as Lambda delivers one: records by `topic-partition`, the
 /// LSN as the offset (each change has its own, and a re-read repeats it).
-/// A record for an event: topic, offset, key, value, commit time.
-type Out = (String, i64, Value, Value, i64);
-
 fn event(records: &[Out]) -> KafkaEvent {
-    let mut by_partition = serde_json::Map::new();
-    for (topic, lsn, key, value, _) in records {
-        let rec = json!({
-            "topic": topic, "partition": 0, "offset": lsn,
-            "timestamp": Utc::now().timestamp_millis(), "timestampType": "CREATE_TIME",
-            "key": STANDARD.encode(key.to_string()),
-            "value": STANDARD.encode(value.to_string()),
-            "headers": [],
-        });
-        by_partition
+    let now = Utc::now().timestamp_millis();
+    let mut event = KafkaEvent::default();
+    event.event_source = Some("aws:kafka".into());
+    event.event_source_arn = Some("arn:aws:kafka:local:000000000000:cluster/atlas-dev/tap".into());
+    event.bootstrap_servers = Some("tap.local:9092".into());
+    for (topic, offset, key, value, _) in records {
+        let mut rec = KafkaRecord::default();
+        rec.topic = Some(topic.clone());
+        rec.offset = *offset;
+        rec.timestamp =
+            MillisecondTimestamp(DateTime::from_timestamp_millis(now).expect("now is a time"));
+        rec.timestamp_type = Some("CREATE_TIME".into());
+        rec.key = Some(STANDARD.encode(key));
+        rec.value = Some(STANDARD.encode(value));
+        event
+            .records
             .entry(format!("{topic}-0"))
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .expect("an array")
+            .or_default()
             .push(rec);
     }
-    serde_json::from_value(json!({
-        "eventSource": "aws:kafka",
-        "eventSourceArn": "arn:aws:kafka:local:000000000000:cluster/atlas-dev/tap",
-        "bootstrapServers": "tap.local:9092",
-        "records": by_partition,
-    }))
-    .expect("an MSK event")
+    event
 }
 
 /// A text value of a column of `kind`, as the server prints it with
