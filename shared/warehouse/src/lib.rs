@@ -9,14 +9,16 @@
 //!   warehouse exactly once, the same on both warehouses;
 //! - [`loader`]: the CDC-batch loader's work on one MSK batch;
 //! - [`reads`]: what analytics reads ask of it, each filtered by tenant;
-//! - [`Warehouse`]: the port, with [`postgres`] as the local adapter
-//!   (`atlas dev` and the end-to-end tests use it).
+//! - [`Warehouse`]: the port, with [`redshift`] as the cloud adapter (the
+//!   Data API) and [`postgres`] as the local one (`atlas dev` and the
+//!   end-to-end tests use it).
 
 pub mod batch;
 pub mod load;
 pub mod loader;
 pub mod postgres;
 pub mod reads;
+pub mod redshift;
 pub mod schema;
 pub mod target;
 
@@ -24,6 +26,7 @@ pub use batch::Batch;
 pub use load::Loaded;
 pub use loader::{Loader, Report};
 pub use postgres::PgWarehouse;
+pub use redshift::RedshiftWarehouse;
 pub use target::Target;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -33,6 +36,8 @@ use reads::{DailyRow, StatsQuery, StatsRow};
 pub enum WarehouseError {
     #[error(transparent)]
     Postgres(#[from] atlas_store::StoreError),
+    #[error("redshift: {0}")]
+    Redshift(String),
 }
 
 /// Where the loader writes: Redshift in the cloud, PostgreSQL locally.

@@ -197,7 +197,7 @@ impl PgWarehouse {
 
 /// The days `[from, to)` touches, for the day columns the tables are
 /// sorted and indexed on.
-fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> (NaiveDate, NaiveDate) {
+pub(crate) fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> (NaiveDate, NaiveDate) {
     let last = (to - chrono::Duration::microseconds(1)).max(from);
     (from.date_naive(), last.date_naive())
 }
