@@ -57,6 +57,9 @@ pub struct Settings {
     /// `ATLAS_WAREHOUSE_URL`: a PostgreSQL URL (the local warehouse) or
     /// `redshift://<workgroup-or-cluster>/<database>`.
     pub warehouse: Option<atlas_warehouse::Target>,
+    /// `ATLAS_WAREHOUSE_COPY_ROLE`: the IAM role Redshift assumes to COPY
+    /// the loader's stage files from the object store; Redshift loads only.
+    pub warehouse_copy_role: Option<String>,
 }
 
 impl Settings {
@@ -92,6 +95,10 @@ impl Settings {
             heartbeat: env.heartbeat()?,
             warehouse: match env.text("ATLAS_WAREHOUSE_URL") {
                 Some(raw) => Some(parse_with("ATLAS_WAREHOUSE_URL", raw, str::parse)?),
+                None => None,
+            },
+            warehouse_copy_role: match env.text("ATLAS_WAREHOUSE_COPY_ROLE") {
+                Some(raw) => Some(parse_with("ATLAS_WAREHOUSE_COPY_ROLE", raw, role_arn)?),
                 None => None,
             },
         })
@@ -159,6 +166,21 @@ fn parse_with<T>(
         value: raw,
         reason,
     })
+}
+
+/// COPY names its role by ARN; a bare name fails only inside Redshift,
+/// long after start.
+fn role_arn(raw: &str) -> Result<String, String> {
+    let ok = raw.starts_with("arn:")
+        && raw.contains(":iam::")
+        && raw
+            .split_once(":role/")
+            .is_some_and(|(_, name)| !name.is_empty());
+    if ok && !raw.contains(['\'', ' ']) {
+        Ok(raw.to_owned())
+    } else {
+        Err("an IAM role ARN, arn:aws:iam::<account>:role/<name>".into())
+    }
 }
 
 struct Vars<F>(F);
@@ -491,6 +513,9 @@ mod tests {
             ("ATLAS_DB_IAM_AUTH", "yes"),
             ("ATLAS_OBJECT_STORE", "ftp://bucket"),
             ("ATLAS_HEARTBEAT_SOURCE", &"x".repeat(51)),
+            ("ATLAS_WAREHOUSE_COPY_ROLE", "atlas-copy"),
+            ("ATLAS_WAREHOUSE_COPY_ROLE", "arn:aws:iam::1:role/x' --"),
+            ("ATLAS_WAREHOUSE_URL", "redshift://analytics"),
         ] {
             let e = settings(&[(name, value)]).unwrap_err();
             assert!(e.to_string().contains(name), "{e}");

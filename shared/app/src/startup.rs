@@ -9,13 +9,15 @@ use std::time::Instant;
 use atlas_cache::HotCache;
 use atlas_ingest::IngestService;
 use atlas_msk::DeadLetters;
+use atlas_objects::ObjectStore;
 use atlas_plugins::{Registry, Transforms};
 use atlas_query::QueryApi;
 use atlas_query::routing::Replica;
 use atlas_store::flush::Flusher;
 use atlas_store::heartbeat::{Beats, HeartbeatConfig, beat_until};
 use atlas_store::{DbConfig, DbRole, Pool, StoreError};
-use atlas_warehouse::{Loader, PgWarehouse, Target, Warehouse};
+use atlas_warehouse::redshift::{Endpoint, Staging};
+use atlas_warehouse::{Loader, PgWarehouse, RedshiftWarehouse, Target, Warehouse};
 
 use crate::{ConfigError, Settings};
 
@@ -82,7 +84,7 @@ pub async fn query_api(settings: &Settings) -> Result<QueryApi, StartupError> {
         api = api.with_cache(cache);
     }
     if let Some(target) = &settings.warehouse {
-        api = api.with_warehouse(warehouse(target)?);
+        api = api.with_warehouse(warehouse(settings, target, Use::Reads).await?);
     }
     Ok(api)
 }
@@ -125,33 +127,66 @@ pub fn heartbeat(settings: &Settings) -> Result<Heartbeat, StartupError> {
 /// dead letters to the object store. The warehouse's schema is applied on
 /// the first use.
 pub async fn cdc_loader(settings: &Settings) -> Result<Loader, StartupError> {
+    let objects = settings.objects()?.open().await?;
+    let warehouse = warehouse(settings, settings.warehouse()?, Use::Loads(objects.clone())).await?;
     let letters = DeadLetters::new(
-        settings.objects()?.open().await?,
+        objects,
         atlas_cloud::metrics::from_env("Atlas"),
         atlas_warehouse::loader::PIPELINE,
     );
     Ok(Loader::new(
-        warehouse(settings.warehouse()?)?,
+        warehouse,
         letters,
         atlas_cdc::Options::default(),
     ))
 }
 
-/// The warehouse `target` names, logged in as the URL's user.
-fn warehouse(target: &Target) -> Result<Arc<dyn Warehouse>, StartupError> {
-    match target {
-        Target::Postgres(url) => Ok(Arc::new(PgWarehouse::new(
-            DbConfig::new(url.clone(), DbRole::AsLogin).pool()?,
-        ))),
-        Target::Redshift { cluster, database } => Err(ConfigError::Invalid {
-            name: "ATLAS_WAREHOUSE_URL",
-            value: format!("redshift://{cluster}/{database}"),
-            reason: "this build reaches PostgreSQL warehouses only; the Redshift Data API \
-                     adapter is not built yet"
-                .into(),
+enum Use {
+    Reads,
+    /// Loads stage their batches in this store.
+    Loads(Arc<dyn ObjectStore>),
+}
+
+/// The warehouse `target` names: PostgreSQL logged in as the URL's user,
+/// or Redshift through the Data API as the function's own IAM role. A
+/// Redshift loader stages its batches in the object store, which must then
+/// be S3, for a role Redshift assumes to read them.
+async fn warehouse(
+    settings: &Settings,
+    target: &Target,
+    usage: Use,
+) -> Result<Arc<dyn Warehouse>, StartupError> {
+    let (cluster, database) = match target {
+        Target::Postgres(url) => {
+            return Ok(Arc::new(PgWarehouse::new(
+                DbConfig::new(url.clone(), DbRole::AsLogin).pool()?,
+            )));
         }
-        .into()),
+        Target::Redshift { cluster, database } => (cluster, database),
+    };
+    let mut redshift = RedshiftWarehouse::connect(Endpoint::parse(cluster), database).await;
+    if let Use::Loads(store) = usage {
+        let location = settings.objects()?;
+        let uri = location.s3_root().ok_or_else(|| ConfigError::Invalid {
+            name: "ATLAS_OBJECT_STORE",
+            value: location.to_string(),
+            reason:
+                "a Redshift warehouse COPYs the loader's batches from S3: use s3://bucket[/prefix]"
+                    .into(),
+        })?;
+        let copy_role = settings
+            .warehouse_copy_role
+            .clone()
+            .ok_or(ConfigError::Missing {
+                name: "ATLAS_WAREHOUSE_COPY_ROLE",
+            })?;
+        redshift = redshift.with_staging(Staging {
+            store,
+            uri,
+            copy_role,
+        });
     }
+    Ok(Arc::new(redshift))
 }
 
 fn hot_cache(settings: &Settings) -> Result<Option<Arc<HotCache>>, StartupError> {
@@ -159,4 +194,51 @@ fn hot_cache(settings: &Settings) -> Result<Option<Arc<HotCache>>, StartupError>
         Some(cfg) => Some(Arc::new(HotCache::new(cfg.clone())?)),
         None => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loader_settings(objects: &str, role: Option<&str>) -> Settings {
+        let vars = [
+            ("ATLAS_WAREHOUSE_URL", Some("redshift://analytics/atlas")),
+            ("ATLAS_OBJECT_STORE", Some(objects)),
+            ("ATLAS_WAREHOUSE_COPY_ROLE", role),
+        ];
+        Settings::from_vars(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.map(str::to_owned))
+        })
+        .unwrap()
+    }
+
+    async fn refusal(settings: &Settings) -> String {
+        match cdc_loader(settings).await {
+            Err(StartupError::Config(e)) => e.to_string(),
+            Err(other) => panic!("expected a setting to be refused, got {other}"),
+            Ok(_) => panic!("expected a setting to be refused"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redshift_loader_needs_an_s3_store_and_a_copy_role() {
+        let dir = std::env::temp_dir().join("atlas-startup-test");
+        let e = refusal(&loader_settings(
+            dir.to_str().unwrap(),
+            Some("arn:aws:iam::123456789012:role/atlas-copy"),
+        ))
+        .await;
+        assert!(e.contains("ATLAS_OBJECT_STORE") && e.contains("S3"), "{e}");
+
+        let e = refusal(&loader_settings("s3://atlas-bucket/atlas", None)).await;
+        assert!(e.contains("ATLAS_WAREHOUSE_COPY_ROLE"), "{e}");
+
+        let loads = loader_settings(
+            "s3://atlas-bucket/atlas",
+            Some("arn:aws:iam::123456789012:role/atlas-copy"),
+        );
+        assert!(cdc_loader(&loads).await.is_ok());
+    }
 }

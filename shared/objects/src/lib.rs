@@ -88,6 +88,15 @@ impl Location {
             Location::Dir(d) => Arc::new(LocalDir::new(d.clone())),
         })
     }
+
+    /// The root keys are joined to, as other AWS services name it
+    /// (`s3://bucket/prefix/`); `None` for a local directory.
+    pub fn s3_root(&self) -> Option<String> {
+        match self {
+            Location::S3 { bucket, prefix } => Some(format!("s3://{bucket}/{prefix}")),
+            Location::Dir(_) => None,
+        }
+    }
 }
 
 /// Keys are ours, never a caller's, but a key that could climb out of a
@@ -129,6 +138,10 @@ mod tests {
             })
         );
         assert_eq!("/var/x".parse(), Ok(Location::Dir("/var/x".into())));
+        let root = |s: &str| s.parse::<Location>().unwrap().s3_root();
+        assert_eq!(root("s3://b"), Some("s3://b/".into()));
+        assert_eq!(root("s3://b/atlas//"), Some("s3://b/atlas/".into()));
+        assert_eq!(root("/var/x"), None);
         assert!("s3://".parse::<Location>().is_err());
         assert!("gs://b".parse::<Location>().is_err());
         assert!("".parse::<Location>().is_err());
