@@ -42,13 +42,17 @@ locals {
   warehouse_workgroup = var.redshift_workgroup_arn != "" ? var.redshift_workgroup_arn : "arn:aws:redshift-serverless:${var.region}:${data.aws_caller_identity.current.account_id}:workgroup/*"
 }
 
+# The loader writes and reads; the query API only reads (analytics), so
+# it cannot start a batch. Redshift itself decides what each may touch:
+# each role logs in as its own database user (IAMR:<role name>), which the
+# README's grants limit.
 data "aws_iam_policy_document" "warehouse" {
+  for_each = {
+    "cdc-loader" = ["redshift-data:ExecuteStatement", "redshift-data:BatchExecuteStatement"]
+    "query-api"  = ["redshift-data:ExecuteStatement"]
+  }
   statement {
-    actions = [
-      "redshift-data:ExecuteStatement",
-      "redshift-data:BatchExecuteStatement",
-      "redshift-serverless:GetCredentials",
-    ]
+    actions   = concat(each.value, ["redshift-serverless:GetCredentials"])
     resources = [local.warehouse_workgroup]
   }
   # Statement ids are not resources; the Data API lets only the caller who
@@ -64,7 +68,85 @@ data "aws_iam_policy_document" "warehouse" {
 }
 
 resource "aws_iam_role_policy" "warehouse" {
-  name   = "warehouse"
+  for_each = data.aws_iam_policy_document.warehouse
+  name     = "warehouse"
+  role     = aws_iam_role.function[each.key].id
+  policy   = each.value.json
+}
+
+moved {
+  from = aws_iam_role_policy.warehouse
+  to   = aws_iam_role_policy.warehouse["cdc-loader"]
+}
+
+# Each load is staged as JSON-lines files under cdc-batches/<load>/ in the
+# plugin bucket; the loader may write there and nothing else new.
+data "aws_iam_policy_document" "cdc_staging_write" {
+  statement {
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.plugins.arn}/cdc-batches/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "cdc_staging" {
+  name   = "cdc-staging"
   role   = aws_iam_role.function["cdc-loader"].id
-  policy = data.aws_iam_policy_document.warehouse.json
+  policy = data.aws_iam_policy_document.cdc_staging_write.json
+}
+
+# The role Redshift assumes for the loader's COPY: it reads the staged
+# batches and nothing else in the bucket. Associate it with the warehouse's
+# namespace (output warehouse_copy_role); COPY names it per statement.
+data "aws_iam_policy_document" "assume_redshift" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["redshift.amazonaws.com", "redshift-serverless.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "warehouse_copy" {
+  name               = "${local.name}-warehouse-copy"
+  assume_role_policy = data.aws_iam_policy_document.assume_redshift.json
+  tags               = local.tags
+}
+
+data "aws_iam_policy_document" "cdc_staging_read" {
+  statement {
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.plugins.arn}/cdc-batches/*"]
+  }
+  statement {
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.plugins.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["cdc-batches/*"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "warehouse_copy" {
+  name   = "cdc-staging-read"
+  role   = aws_iam_role.warehouse_copy.id
+  policy = data.aws_iam_policy_document.cdc_staging_read.json
+}
+
+# A staged batch is needed only while its load runs (Lambda retries a
+# failed one within minutes, and restages it anyway).
+resource "aws_s3_bucket_lifecycle_configuration" "plugins" {
+  bucket = aws_s3_bucket.plugins.id
+  rule {
+    id     = "cdc-batches"
+    status = "Enabled"
+    filter {
+      prefix = "cdc-batches/"
+    }
+    expiration {
+      days = var.cdc_staging_retention_days
+    }
+  }
 }

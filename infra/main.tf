@@ -18,6 +18,8 @@ locals {
   # Plugin modules and their precompiled artifacts, by SHA-256.
   plugin_store = "s3://${aws_s3_bucket.plugins.bucket}/"
 
+  warehouse_url = "redshift://${var.redshift_workgroup}/${var.redshift_database}"
+
   functions = {
     ingest = {
       description = "Authenticates, types and stages telemetry (API Gateway + MSK)."
@@ -56,6 +58,8 @@ locals {
         ATLAS_REDIS_TIMEOUT_MS     = "100"
         # Every container must sign and check search cursors alike.
         ATLAS_CURSOR_KEY = random_password.cursor_key.result
+        # Analytics reads (consistency=analytics) go to the warehouse.
+        ATLAS_WAREHOUSE_URL = local.warehouse_url
       }
     }
     cdc-loader = {
@@ -63,9 +67,11 @@ locals {
       memory      = 1024
       timeout     = 120
       env = {
-        ATLAS_WAREHOUSE_URL = "redshift://${var.redshift_workgroup}/${var.redshift_database}"
-        # Dead letters, under dead-letter/cdc-loader/.
-        ATLAS_OBJECT_STORE = local.plugin_store
+        ATLAS_WAREHOUSE_URL = local.warehouse_url
+        # Dead letters under dead-letter/cdc-loader/, and each batch staged
+        # under cdc-batches/ for Redshift's COPY, which reads it as this role.
+        ATLAS_OBJECT_STORE        = local.plugin_store
+        ATLAS_WAREHOUSE_COPY_ROLE = aws_iam_role.warehouse_copy.arn
       }
     }
     flusher = {

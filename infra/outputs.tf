@@ -12,3 +12,8 @@ output "plugin_bucket" {
   description = "S3 bucket holding tenant plugin modules."
   value       = aws_s3_bucket.plugins.bucket
 }
+
+output "warehouse_copy_role" {
+  description = "IAM role Redshift assumes to COPY the loader's staged batches; associate it with the warehouse's namespace."
+  value       = aws_iam_role.warehouse_copy.arn
+}

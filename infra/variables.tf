@@ -148,6 +148,12 @@ variable "cdc_batching_window_secs" {
   default     = 1
 }
 
+variable "cdc_staging_retention_days" {
+  description = "Days a CDC batch's staged files are kept in S3 after its load (for looking into a failed one)."
+  type        = number
+  default     = 1
+}
+
 variable "redshift_workgroup" {
   description = "Redshift Serverless workgroup of the warehouse."
   type        = string
