@@ -20,6 +20,7 @@ pub mod postgres;
 pub mod reads;
 pub mod redshift;
 pub mod schema;
+pub mod stage_parquet;
 pub mod target;
 
 pub use batch::Batch;

@@ -1,18 +1,15 @@
 //! The cloud warehouse: Redshift, through the Data API (no driver, and no
 //! network path from the Lambda to the cluster).
 //!
-//! A load writes each filled stage as a file of JSON lines to S3 (the
-//! object store, under `cdc-batches/<load>/`, which a lifecycle rule
-//! expires), then runs one `BatchExecuteStatement`: the Data API runs a
+//! A load writes each filled stage as a file to S3 (the object store,
+//! under `cdc-batches/<load>/`, which a lifecycle rule expires): the
+//! readings as Parquet, the rest as JSON lines (see [`Format`]). It then
+//! runs one `BatchExecuteStatement`: the Data API runs a
 //! batch in one transaction, so the stage tables are temporary, `COPY`
 //! fills them, and [`crate::load::STEPS`] move them into the warehouse,
 //! the same statements as on PostgreSQL. `DescribeStatement` is polled
 //! with a bounded backoff until the batch ends, and each step's row count
 //! is read from its sub-statement.
-//!
-//! Stage files are JSON lines rather than Parquet: nothing here can load
-//! into a real Redshift to measure which COPY is faster, and JSON keeps
-//! every value's text exactly (numerics are written as their digits).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -284,19 +281,26 @@ impl Warehouse for RedshiftWarehouse {
             fastrand::u64(..)
         );
         let mut files = Vec::new();
+        let mut puts = Vec::new();
         for stage in Stage::ALL {
-            let lines = stage_lines(stage, batch);
-            if lines.is_empty() {
+            let Some((format, bytes)) = stage_file(stage, batch)? else {
                 continue;
-            }
-            let key = format!("cdc-batches/{load_id}/{}.json", stage.table());
-            staging
-                .store
-                .put(&key, lines)
-                .await
-                .map_err(|e| WarehouseError::Redshift(format!("stage file {key}: {e}")))?;
-            files.push((stage, format!("{}{key}", staging.uri)));
+            };
+            let key = format!(
+                "cdc-batches/{load_id}/{}.{}",
+                stage.table(),
+                format.extension()
+            );
+            files.push((stage, format, format!("{}{key}", staging.uri)));
+            puts.push(async move {
+                staging
+                    .store
+                    .put(&key, bytes)
+                    .await
+                    .map_err(|e| WarehouseError::Redshift(format!("stage file {key}: {e}")))
+            });
         }
+        futures_util::future::try_join_all(puts).await?;
         let (sqls, counted) = load_statements(&files, &staging.copy_role);
         let mut attempt = 0;
         let rows = loop {
@@ -441,32 +445,74 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The batch that loads `files` (stage, S3 URI), and which statements'
-/// row counts mean what.
+/// How a stage's file is written, and so how `COPY` reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The readings, nearly all of a batch's bytes: typed and compressed.
+    Parquet,
+    /// The rest: a handful of dimension rows, and the hot state, whose
+    /// documents `COPY` reads into `SUPER` from JSON as they are.
+    JsonLines,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::JsonLines => "json",
+        }
+    }
+
+    fn copy_options(self) -> &'static str {
+        match self {
+            Format::Parquet => "FORMAT AS PARQUET",
+            Format::JsonLines => "FORMAT AS JSON 'auto' TIMEFORMAT 'auto'",
+        }
+    }
+}
+
+/// `stage`'s file from `batch`, if the batch has rows for it.
+pub fn stage_file(
+    stage: Stage,
+    batch: &Batch,
+) -> Result<Option<(Format, Vec<u8>)>, WarehouseError> {
+    Ok(match stage {
+        Stage::Telemetry if batch.facts.is_empty() => None,
+        Stage::Telemetry => Some((Format::Parquet, crate::stage_parquet::telemetry(batch)?)),
+        other => {
+            let lines = stage_lines(other, batch);
+            (!lines.is_empty()).then_some((Format::JsonLines, lines))
+        }
+    })
+}
+
+/// The batch that loads `files` (stage, format, S3 URI), and which
+/// statements' row counts mean what.
 pub fn load_statements(
-    files: &[(Stage, String)],
+    files: &[(Stage, Format, String)],
     copy_role: &str,
 ) -> (Vec<String>, Vec<(usize, Counts)>) {
     let d = Dialect::Redshift;
     let mut sqls = Vec::new();
-    for (stage, uri) in files {
+    for (stage, format, uri) in files {
         sqls.push(format!(
             "CREATE TEMP TABLE {} ({})",
             stage.table(),
             d.stage_columns(*stage)
         ));
         sqls.push(format!(
-            "COPY {} FROM {} IAM_ROLE {} FORMAT AS JSON 'auto' TIMEFORMAT 'auto'",
+            "COPY {} FROM {} IAM_ROLE {} {}",
             stage.table(),
             quote(uri),
-            quote(copy_role)
+            quote(copy_role),
+            format.copy_options()
         ));
     }
     sqls.push(format!(
         "CREATE TEMP TABLE {} ({})",
         DAILY_STAGE.0, DAILY_STAGE.1
     ));
-    let filled: Vec<Stage> = files.iter().map(|(s, _)| *s).collect();
+    let filled: Vec<Stage> = files.iter().map(|(s, _, _)| *s).collect();
     let mut counted = Vec::new();
     for step in STEPS.iter().filter(|s| filled.contains(&s.stage)) {
         if step.counts != Counts::Nothing {
@@ -481,11 +527,9 @@ pub fn load_statements(
 enum Cell<'a> {
     Null,
     Int(i64),
-    Num(Decimal),
     Bool(bool),
     Text(&'a str),
     Time(DateTime<Utc>),
-    Date(NaiveDate),
     /// A JSON document, written as itself.
     Doc(&'a str),
 }
@@ -506,11 +550,9 @@ fn line(out: &mut Vec<u8>, cells: &[(&str, Cell<'_>)]) {
         let v = match cell {
             Cell::Null => "null".to_owned(),
             Cell::Int(v) => v.to_string(),
-            Cell::Num(v) => v.to_string(),
             Cell::Bool(v) => v.to_string(),
             Cell::Text(v) => serde_json::to_string(v).expect("a string"),
             Cell::Time(t) => format!("\"{}\"", timestamp(*t)),
-            Cell::Date(d) => format!("\"{d}\""),
             Cell::Doc(d) => (*d).to_owned(),
         };
         out.extend(v.as_bytes());
@@ -518,12 +560,8 @@ fn line(out: &mut Vec<u8>, cells: &[(&str, Cell<'_>)]) {
     out.extend(b"}\n");
 }
 
-fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Cell<'static>) -> Cell<'static> {
-    v.map_or(Cell::Null, f)
-}
-
 /// `stage`'s rows from `batch`, as the lines of its file; empty if none.
-pub fn stage_lines(stage: Stage, batch: &Batch) -> Vec<u8> {
+fn stage_lines(stage: Stage, batch: &Batch) -> Vec<u8> {
     let mut out = Vec::new();
     match stage {
         Stage::Tenants => {
@@ -571,31 +609,8 @@ pub fn stage_lines(stage: Stage, batch: &Batch) -> Vec<u8> {
                 );
             }
         }
-        Stage::Telemetry => {
-            for f in batch.facts.values() {
-                let r = &f.row;
-                line(
-                    &mut out,
-                    &[
-                        ("tenant_id", Cell::Int(r.tenant_id)),
-                        ("entity_id", Cell::Int(r.entity_id)),
-                        ("attribute_id", Cell::Int(r.attribute_id)),
-                        ("ingested_at", Cell::Time(r.ingested_at)),
-                        ("value", r.value.as_deref().map_or(Cell::Null, Cell::Text)),
-                        ("value_int", opt(r.value_int, Cell::Int)),
-                        ("value_decimal", opt(r.value_decimal, Cell::Num)),
-                        ("value_bool", opt(r.value_bool, Cell::Bool)),
-                        ("value_timestamp", opt(r.value_timestamp, Cell::Time)),
-                        ("ingested_date", Cell::Date(f.ingested_date())),
-                        ("ingested_hour", Cell::Int(f.ingested_hour().into())),
-                        ("day_of_week", Cell::Int(f.day_of_week().into())),
-                        ("year_month", Cell::Text(&f.year_month())),
-                        ("source_lsn", Cell::Int(f.at.lsn)),
-                        ("source_commit_at", opt(f.at.commit_at, Cell::Time)),
-                    ],
-                );
-            }
-        }
+        // Staged as Parquet (`stage_file`).
+        Stage::Telemetry => {}
         Stage::CurrentState => {
             for s in batch.states.values() {
                 let lsn = ("source_lsn", Cell::Int(s.at.lsn));

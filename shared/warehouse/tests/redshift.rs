@@ -12,7 +12,8 @@ use atlas_objects::{ObjectError, ObjectStore};
 use atlas_warehouse::load::Stage;
 use atlas_warehouse::reads::StatsQuery;
 use atlas_warehouse::redshift::{
-    Endpoint, MAX_BATCH_STATEMENTS, MAX_STATEMENT_BYTES, Poll, Staging, load_statements,
+    Endpoint, Format, MAX_BATCH_STATEMENTS, MAX_STATEMENT_BYTES, Poll, Staging, load_statements,
+    stage_file,
 };
 use atlas_warehouse::{Batch, RedshiftWarehouse, Warehouse, WarehouseError, schema};
 use aws_sdk_redshiftdata::Client;
@@ -23,6 +24,8 @@ use aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementOutput;
 use aws_sdk_redshiftdata::operation::get_statement_result::GetStatementResultOutput;
 use aws_sdk_redshiftdata::types::{Field, StatusString, SubStatementData};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::{Field as ParquetField, Row as ParquetRow};
 use rust_decimal::Decimal;
 
 /// Stage files, kept in memory: the test reads back what was staged.
@@ -265,28 +268,33 @@ async fn a_load_stages_its_files_runs_one_batch_and_reports_the_counts() {
         assert!(copy.starts_with("COPY stage_"), "{copy}");
         assert!(copy.contains(&format!("IAM_ROLE '{ROLE}'")), "{copy}");
     }
-    // The stage files are JSON lines that keep every digit.
+    // The readings are Parquet that keeps every digit.
     let telemetry = &files
         .iter()
-        .find(|(k, _)| k.ends_with("/stage_telemetry.json"))
+        .find(|(k, _)| k.ends_with("/stage_telemetry.parquet"))
         .unwrap()
         .1;
-    let lines: Vec<serde_json::Value> = std::str::from_utf8(telemetry)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2);
-    let text = std::str::from_utf8(telemetry).unwrap();
-    assert!(
-        text.contains(r#""value_decimal":123456789012345.12345"#),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#""ingested_at":"2026-11-30T09:00:01.500000Z""#),
-        "{text}"
-    );
-    assert_eq!(lines[0]["ingested_date"], "2026-11-30");
+    let rows = parquet_rows(telemetry);
+    assert_eq!(rows.len(), 2);
+    let decimal = rows
+        .iter()
+        .find_map(|r| match field(r, "value_decimal") {
+            ParquetField::Decimal(d) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("a decimal reading");
+    assert_eq!((decimal.precision(), decimal.scale()), (20, 5));
+    assert_eq!(unscaled(decimal.data()), 12_345_678_901_234_512_345);
+    let at = "2026-11-30T09:00:01.5Z"
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    let row = rows
+        .iter()
+        .find(|r| field(r, "ingested_at") == &ParquetField::TimestampMicros(at.timestamp_micros()))
+        .expect("the reading at 09:00:01.5, to the microsecond");
+    let epoch_days = (at.date_naive() - chrono::NaiveDate::default()).num_days() as i32;
+    assert_eq!(field(row, "ingested_date"), &ParquetField::Date(epoch_days));
+    assert_eq!(field(row, "ingested_hour"), &ParquetField::Short(9));
     let tenants = &files
         .iter()
         .find(|(k, _)| k.ends_with("/stage_tenants.json"))
@@ -416,6 +424,30 @@ async fn a_reader_cannot_load() {
     let reader = RedshiftWarehouse::new(client, Endpoint::parse("cluster:prod"), "atlas");
     let err = reader.load(&batch()).await.unwrap_err();
     assert!(err.to_string().contains("staging"), "{err}");
+}
+
+fn parquet_rows(file: &[u8]) -> Vec<ParquetRow> {
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(file)).unwrap();
+    reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn field<'a>(row: &'a ParquetRow, name: &str) -> &'a ParquetField {
+    row.get_column_iter()
+        .find(|(n, _)| n.as_str() == name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .1
+}
+
+/// Parquet's DECIMAL bytes, big-endian two's complement, as an integer.
+fn unscaled(bytes: &[u8]) -> i128 {
+    let fill = if bytes[0] & 0x80 == 0 { 0u8 } else { 0xff };
+    let mut all = [fill; 16];
+    all[16 - bytes.len()..].copy_from_slice(bytes);
+    i128::from_be_bytes(all)
 }
 
 /// The statement a read sent, with its named parameters.
@@ -568,13 +600,16 @@ async fn the_schema_goes_in_one_batch_within_the_limits() {
 /// The whole load, as Redshift receives it.
 #[test]
 fn the_load_sql() {
-    let files: Vec<(Stage, String)> = Stage::ALL
+    let files: Vec<(Stage, Format, String)> = Stage::ALL
         .iter()
         .map(|s| {
-            (
-                *s,
-                format!("s3://atlas-bucket/cdc-batches/L/{}.json", s.table()),
-            )
+            let format = stage_file(*s, &batch()).unwrap().unwrap().0;
+            let uri = format!(
+                "s3://atlas-bucket/cdc-batches/L/{}.{}",
+                s.table(),
+                format.extension()
+            );
+            (*s, format, uri)
         })
         .collect();
     let (sqls, _) = load_statements(&files, ROLE);
