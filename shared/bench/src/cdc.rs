@@ -10,6 +10,9 @@
 //!   request to the last change loaded;
 //! - `loader_changes_per_sec`: the loader alone, on the first events of
 //!   the run prepared in memory, into a fresh warehouse;
+//! - `parquet_readings_per_sec` and `parquet_bytes_per_reading`: the
+//!   Redshift adapter's stage file for the same events' readings, written
+//!   alone (the one part of a Redshift load that runs here);
 //! - `lost` and `duplicates`: readings of `entity_values_ts` the warehouse
 //!   lacks (or holds that the source does not), and readings counted more
 //!   than once in `agg_daily_entity_stats`.
@@ -48,6 +51,8 @@ pub struct Report {
     pub e2e_lag_p95_s: f64,
     pub e2e_lag_max_s: f64,
     pub loader_changes_per_sec: f64,
+    pub parquet_readings_per_sec: f64,
+    pub parquet_bytes_per_reading: f64,
     pub redeliver: bool,
     pub duplicates: i64,
     pub lost: i64,
@@ -224,6 +229,15 @@ async fn measure(
     }
     let loader_secs = timed.elapsed().as_secs_f64();
 
+    let batches: Vec<_> = d.sample.iter().map(|e| fresh_loader.batch(e).0).collect();
+    let (mut readings, mut bytes) = (0usize, 0usize);
+    let timed = Instant::now();
+    for batch in &batches {
+        readings += batch.facts.len();
+        bytes += atlas_warehouse::stage_parquet::telemetry(batch)?.len();
+    }
+    let parquet_secs = timed.elapsed().as_secs_f64();
+
     let mut lags = d.lags;
     let max = lags.iter().copied().fold(0.0, f64::max);
     Ok(Report {
@@ -235,6 +249,8 @@ async fn measure(
         e2e_lag_p95_s: round3(percentile(&mut lags, 0.95)),
         e2e_lag_max_s: round3(max),
         loader_changes_per_sec: (loaded_changes as f64 / loader_secs).round(),
+        parquet_readings_per_sec: (readings as f64 / parquet_secs).round(),
+        parquet_bytes_per_reading: round3(bytes as f64 / readings.max(1) as f64),
         redeliver: opts.redeliver,
         duplicates,
         lost: lost + pass.lost,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use atlas_cdc::{Options, Record};
 use atlas_msk::DeadLetters;
-use aws_lambda_events::event::kafka::KafkaEvent;
+use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use serde::Serialize;
 
 use crate::batch::Batch;
@@ -65,26 +65,16 @@ impl Loader {
     }
 
     pub async fn handle(&self, event: &KafkaEvent) -> Result<Report, LoadError> {
-        let mut report = Report::default();
-        let mut batch = Batch::default();
-        for rec in atlas_msk::in_order(event) {
-            report.records += 1;
-            let topic = rec.topic.as_deref().unwrap_or_default();
-            let decoded = atlas_msk::bytes(rec.value.as_deref()).and_then(|value| {
-                atlas_cdc::debezium::decode(topic, value.as_deref(), &self.options)
-                    .map_err(|e| e.to_string())
-            });
-            match decoded {
-                Ok(Record::Change(change)) => batch.add(source_of(topic), change),
-                Ok(Record::Heartbeat { ts_ms: Some(ts) }) => batch.heartbeat(source_of(topic), ts),
-                Ok(Record::Tombstone | Record::Heartbeat { .. } | Record::Transaction(_)) => {}
-                Err(reason) => {
-                    self.letters.put(rec, &reason).await?;
-                    report.dead_lettered += 1;
-                }
-            }
+        let (batch, poison) = self.batch(event);
+        let mut report = Report {
+            records: event.records.values().map(Vec::len).sum(),
+            changes: batch.changes,
+            ..Report::default()
+        };
+        for (rec, reason) in poison {
+            self.letters.put(rec, &reason).await?;
+            report.dead_lettered += 1;
         }
-        report.changes = batch.changes;
         if !batch.is_empty() {
             self.schema
                 .get_or_try_init(|| self.warehouse.apply_schema())
@@ -94,6 +84,27 @@ impl Loader {
             report.duplicates = loaded.duplicates;
         }
         Ok(report)
+    }
+
+    /// The event's changes as one batch, and the records that can never
+    /// be decoded, each with its reason.
+    pub fn batch<'a>(&self, event: &'a KafkaEvent) -> (Batch, Vec<(&'a KafkaRecord, String)>) {
+        let mut batch = Batch::default();
+        let mut poison = Vec::new();
+        for rec in atlas_msk::in_order(event) {
+            let topic = rec.topic.as_deref().unwrap_or_default();
+            let decoded = atlas_msk::bytes(rec.value.as_deref()).and_then(|value| {
+                atlas_cdc::debezium::decode(topic, value.as_deref(), &self.options)
+                    .map_err(|e| e.to_string())
+            });
+            match decoded {
+                Ok(Record::Change(change)) => batch.add(source_of(topic), change),
+                Ok(Record::Heartbeat { ts_ms: Some(ts) }) => batch.heartbeat(source_of(topic), ts),
+                Ok(Record::Tombstone | Record::Heartbeat { .. } | Record::Transaction(_)) => {}
+                Err(reason) => poison.push((rec, reason)),
+            }
+        }
+        (batch, poison)
     }
 }
 
