@@ -50,6 +50,8 @@ data "aws_iam_policy_document" "warehouse" {
   for_each = {
     "cdc-loader" = ["redshift-data:ExecuteStatement", "redshift-data:BatchExecuteStatement"]
     "query-api"  = ["redshift-data:ExecuteStatement"]
+    # The load watermark, for the warehouse's lag.
+    "lag-checker" = ["redshift-data:ExecuteStatement"]
   }
   statement {
     actions   = concat(each.value, ["redshift-serverless:GetCredentials"])

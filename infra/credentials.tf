@@ -1,6 +1,6 @@
 # Database credentials: one Secrets Manager secret per function, holding its
 # own login (migration V9 creates atlas_ingest, atlas_query, atlas_flusher
-# and atlas_heartbeat) in the JSON shape RDS manages: username, password
+# and atlas_heartbeat, V13 atlas_lag_checker) in the JSON shape RDS manages: username, password
 # (and host, port, dbname, which Atlas takes from database_url). Terraform
 # creates the secrets, never their values, so no password is in the plan,
 # the state or a function's environment. Set each one once, and again on
@@ -11,10 +11,11 @@
 # connection (GRANT rds_iam TO each login) and no secret is read.
 locals {
   db_logins = {
-    ingest      = "atlas_ingest"
-    "query-api" = "atlas_query"
-    flusher     = "atlas_flusher"
-    heartbeat   = "atlas_heartbeat"
+    ingest        = "atlas_ingest"
+    "query-api"   = "atlas_query"
+    flusher       = "atlas_flusher"
+    heartbeat     = "atlas_heartbeat"
+    "lag-checker" = "atlas_lag_checker"
   }
   db_credentials_env = {
     for f, _ in local.db_logins : f => var.db_iam_auth ? {

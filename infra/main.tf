@@ -42,6 +42,19 @@ locals {
         ATLAS_HEARTBEAT_STOP_MARGIN_MS = "2000"
       }
     }
+    lag-checker = {
+      description = "Measures every read path's freshness; publishes metrics and freshness_status."
+      memory      = 256
+      timeout     = 70
+      env = {
+        ATLAS_REPLICA_URLS             = join(",", var.replica_urls)
+        ATLAS_LAG_CHECK_INTERVAL_MS    = "10000"
+        ATLAS_LAG_CHECK_STOP_MARGIN_MS = "2000"
+        # The Debezium connector's slot.name (infra/debezium/connector.json).
+        ATLAS_CDC_SLOT      = "atlas_cdc"
+        ATLAS_WAREHOUSE_URL = local.warehouse_url
+      }
+    }
     query-api = {
       description = "Serves the API's reads and the plugin registry (API Gateway)."
       # Uploads compile the module with Cranelift; more memory is more CPU.

@@ -1,8 +1,9 @@
-# The flusher and the heartbeat run every minute and loop inside each
-# invocation until shortly before its deadline; two overlapping runs are
-# safe for both (SKIP LOCKED).
+# The flusher, the heartbeat and the lag checker run every minute and loop
+# inside each invocation until shortly before its deadline; two
+# overlapping runs are safe for all three (SKIP LOCKED; the checker's
+# status rows are replaced whole).
 locals {
-  scheduled = toset(["flusher", "heartbeat"])
+  scheduled = toset(["flusher", "heartbeat", "lag-checker"])
 }
 
 resource "aws_cloudwatch_event_rule" "schedule" {

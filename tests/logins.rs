@@ -49,6 +49,11 @@ async fn each_function_login_can_become_nothing_else() {
         ("atlas_query", ["atlas_worker", "atlas_ingest"], "25000"),
         ("atlas_flusher", ["atlas_app", "atlas_heartbeat"], "60000"),
         ("atlas_heartbeat", ["atlas_app", "atlas_flusher"], "60000"),
+        (
+            "atlas_lag_checker",
+            ["atlas_app", "atlas_heartbeat"],
+            "60000",
+        ),
     ] {
         let client = connect(&login_url(&db, login)).await;
         for role in others

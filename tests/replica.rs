@@ -10,12 +10,11 @@ use atlas_query::QueryApi;
 use atlas_query::routing::{Replica, RoutingConfig};
 use atlas_store::{DbConfig, DbRole, heartbeat};
 use atlas_tests::{
-    Standby, TestDb, api_request, body_json, db_with_entity_123, flush_all, post_temperature,
-    query_api_with,
+    Standby, TestDb, api_request, body_json, db_with_entity_123, eventually, flush_all,
+    post_temperature, query_api_with,
 };
 use http::StatusCode;
 use serde_json::Value;
-use tokio_postgres::NoTls;
 
 fn routed_api(db: &TestDb, standby: &Standby, fallback_max: usize) -> QueryApi {
     let config = atlas_query::QueryConfig {
@@ -47,17 +46,6 @@ async fn read(api: &QueryApi, path: &str) -> (StatusCode, String, f64, Value) {
     (resp.status(), source, lag, body_json(&resp))
 }
 
-/// Polls `check` for up to 20 s.
-async fn eventually(mut check: impl AsyncFnMut() -> bool, what: &str) {
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test]
 async fn eventual_reads_follow_the_replica_only_while_it_keeps_up() {
     let db = db_with_entity_123(20.5).await;
@@ -81,14 +69,7 @@ async fn eventual_reads_follow_the_replica_only_while_it_keeps_up() {
     assert_eq!((source.as_str(), lag), ("primary", 0.0));
 
     // Pause replay: the replica's heartbeat stops where it is.
-    let (replica_admin, conn) = tokio_postgres::connect(&standby.url(&db.name), NoTls)
-        .await
-        .expect("the standby accepts connections");
-    tokio::spawn(conn);
-    replica_admin
-        .batch_execute("SELECT pg_wal_replay_pause()")
-        .await
-        .unwrap();
+    standby.pause_replay(&db.name, true).await;
     post_temperature(&db, 30.5).await;
     flush_all(&db).await;
     tokio::time::sleep(Duration::from_millis(2600)).await;
@@ -132,10 +113,7 @@ async fn eventual_reads_follow_the_replica_only_while_it_keeps_up() {
     assert!(message.contains("lags"), "{message}");
 
     // Resumed, the replica catches up and is used again.
-    replica_admin
-        .batch_execute("SELECT pg_wal_replay_resume()")
-        .await
-        .unwrap();
+    standby.pause_replay(&db.name, false).await;
     heartbeat::beat(&worker, "test").await.unwrap();
     eventually(
         async || read(&api, "/v1/entities/123").await.1 == "replica:1",

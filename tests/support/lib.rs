@@ -425,6 +425,17 @@ pub fn query_api_with(db: &TestDb, config: atlas_query::QueryConfig) -> atlas_qu
 
 /// A streaming replica of the test server, on its own port (run by the
 /// `postgres` user when we are root). Stopped and removed on drop.
+/// Polls `check` for up to 20 s.
+pub async fn eventually(mut check: impl AsyncFnMut() -> bool, what: &str) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
 pub struct Standby {
     cluster: atlas_devstack::cluster::Cluster,
     dir: std::path::PathBuf,
@@ -439,9 +450,13 @@ impl Standby {
         };
         let port = admin.get_ports().first().copied().unwrap_or(5432);
         let user = admin.get_user().unwrap_or("postgres").to_owned();
-        let dir = std::env::temp_dir().join(format!("atlas-standby-{}", std::process::id()));
+        // Several tests of one binary may each start one at once.
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("atlas-standby-{pid}-{n}"));
         let _ = std::fs::remove_dir_all(&dir);
-        let own_port = 20000 + (std::process::id() % 20000) as u16;
+        let own_port = (20000 + ((pid % 4000) * 5 + n) % 20000) as u16;
         let cluster =
             atlas_devstack::cluster::Cluster::replica_of((&host, port, &user), &dir, own_port)
                 .unwrap_or_else(|e| {
@@ -456,6 +471,20 @@ impl Standby {
     /// Database `db` on this standby.
     pub fn url(&self, db: &str) -> String {
         self.cluster.url_of(db)
+    }
+
+    /// Pauses (or resumes) WAL replay, as `postgres` on the standby.
+    pub async fn pause_replay(&self, db: &str, paused: bool) {
+        let (admin, conn) = tokio_postgres::connect(&self.url(db), NoTls)
+            .await
+            .expect("the standby accepts connections");
+        tokio::spawn(conn);
+        let call = if paused {
+            "SELECT pg_wal_replay_pause()"
+        } else {
+            "SELECT pg_wal_replay_resume()"
+        };
+        admin.batch_execute(call).await.unwrap();
     }
 
     /// Stops the standby at once, as a crash would.

@@ -54,6 +54,7 @@ pub struct Settings {
     pub query: QueryConfig,
     pub flush: FlushConfig,
     pub heartbeat: HeartbeatConfig,
+    pub lag_checker: atlas_freshness::CheckerConfig,
     /// `ATLAS_WAREHOUSE_URL`: a PostgreSQL URL (the local warehouse) or
     /// `redshift://<workgroup-or-cluster>/<database>`.
     pub warehouse: Option<atlas_warehouse::Target>,
@@ -93,6 +94,7 @@ impl Settings {
             query: env.query(catalog_ttl, in_lambda)?,
             flush: env.flush(window)?,
             heartbeat: env.heartbeat()?,
+            lag_checker: env.lag_checker()?,
             warehouse: match env.text("ATLAS_WAREHOUSE_URL") {
                 Some(raw) => Some(parse_with("ATLAS_WAREHOUSE_URL", raw, str::parse)?),
                 None => None,
@@ -385,6 +387,22 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         })
     }
 
+    fn lag_checker(&self) -> Result<atlas_freshness::CheckerConfig, ConfigError> {
+        let d = atlas_freshness::CheckerConfig::default();
+        let interval = self.millis("ATLAS_LAG_CHECK_INTERVAL_MS", d.interval)?;
+        Ok(atlas_freshness::CheckerConfig {
+            interval: self.within(
+                "ATLAS_LAG_CHECK_INTERVAL_MS",
+                interval,
+                Duration::from_secs(1)..=Duration::from_secs(60),
+                |d| d.as_millis().to_string(),
+            )?,
+            stop_margin: self.millis("ATLAS_LAG_CHECK_STOP_MARGIN_MS", d.stop_margin)?,
+            cdc_slot: self.text("ATLAS_CDC_SLOT"),
+            heartbeat_stale: self.seconds("ATLAS_HEARTBEAT_STALE_SECS", d.heartbeat_stale)?,
+        })
+    }
+
     fn heartbeat(&self) -> Result<HeartbeatConfig, ConfigError> {
         let d = HeartbeatConfig::default();
         let interval = self.millis("ATLAS_HEARTBEAT_INTERVAL_MS", d.interval)?;
@@ -516,6 +534,7 @@ mod tests {
             ("ATLAS_WAREHOUSE_COPY_ROLE", "atlas-copy"),
             ("ATLAS_WAREHOUSE_COPY_ROLE", "arn:aws:iam::1:role/x' --"),
             ("ATLAS_WAREHOUSE_URL", "redshift://analytics"),
+            ("ATLAS_LAG_CHECK_INTERVAL_MS", "500"),
         ] {
             let e = settings(&[(name, value)]).unwrap_err();
             assert!(e.to_string().contains(name), "{e}");

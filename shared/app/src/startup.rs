@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use atlas_cache::HotCache;
+use atlas_freshness::LagChecker;
 use atlas_ingest::IngestService;
 use atlas_msk::DeadLetters;
 use atlas_objects::ObjectStore;
@@ -61,18 +62,10 @@ pub async fn query_api(settings: &Settings) -> Result<QueryApi, StartupError> {
         generic_plans: true,
         ..app.clone()
     };
-    let replicas = settings
-        .replica_urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| {
-            let cfg = DbConfig {
-                url: url.clone(),
-                ..primary.clone()
-            };
-            Ok(Replica::new(format!("{}", i + 1), cfg.pool()?))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let replicas = replica_pools(settings, &primary)?
+        .into_iter()
+        .map(|(name, pool)| Replica::new(name, pool))
+        .collect();
     let registry = Registry::new(
         app.pool()?,
         settings.objects()?.open().await?,
@@ -121,6 +114,24 @@ pub fn heartbeat(settings: &Settings) -> Result<Heartbeat, StartupError> {
         pool: settings.database(DbRole::Worker)?.pool()?,
         config: settings.heartbeat.clone(),
     })
+}
+
+/// The lag checker: the primary as `atlas_worker`, each replica as the
+/// query API names them, and
+/// the warehouse's watermark when one is configured.
+pub async fn lag_checker(settings: &Settings) -> Result<LagChecker, StartupError> {
+    let primary = settings.database(DbRole::Worker)?;
+    let replicas = replica_pools(settings, &primary)?;
+    let mut checker = LagChecker::new(
+        primary.pool()?,
+        settings.lag_checker.clone(),
+        atlas_cloud::metrics::from_env("Atlas"),
+    )
+    .with_replicas(replicas);
+    if let Some(target) = &settings.warehouse {
+        checker = checker.with_warehouse(warehouse(settings, target, Use::Reads).await?);
+    }
+    Ok(checker)
 }
 
 /// The CDC-batch loader: Debezium records from MSK into the warehouse,
@@ -187,6 +198,26 @@ async fn warehouse(
         });
     }
     Ok(Arc::new(redshift))
+}
+
+/// Each of `ATLAS_REPLICA_URLS`, named 1, 2, ... in their order, with
+/// `primary`'s other settings.
+fn replica_pools(
+    settings: &Settings,
+    primary: &DbConfig,
+) -> Result<Vec<(String, Pool)>, StoreError> {
+    settings
+        .replica_urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let cfg = DbConfig {
+                url: url.clone(),
+                ..primary.clone()
+            };
+            Ok(((i + 1).to_string(), cfg.pool()?))
+        })
+        .collect()
 }
 
 fn hot_cache(settings: &Settings) -> Result<Option<Arc<HotCache>>, StartupError> {

@@ -12,6 +12,8 @@ use serde_json::{Map, Value, json};
 pub enum Unit {
     Count,
     Milliseconds,
+    Seconds,
+    Bytes,
 }
 
 impl Unit {
@@ -19,6 +21,8 @@ impl Unit {
         match self {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
+            Unit::Seconds => "Seconds",
+            Unit::Bytes => "Bytes",
         }
     }
 }

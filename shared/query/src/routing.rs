@@ -7,7 +7,7 @@
 //!   the primary (the warehouse takes this over with the CDC issue).
 //!
 //! A replica's lag is the primary's newest `replication_heartbeat` row minus
-//! the replica's newest, measured at most once per `lag_check` and shared by
+//! the replica's newest (`atlas_freshness`'s one definition), measured at most once per `lag_check` and shared by
 //! every request meanwhile. A replica that fails a check or a read is left
 //! alone for `retry_after`. Reads that fall back to the primary because every
 //! replica lags pass a breaker: at most `fallback_max` at once, the rest are
@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use atlas_cloud::metrics::{Metrics, Sample, Unit};
+use atlas_freshness::measure::{NEWEST_BEAT, heartbeat_lag};
 use atlas_store::{Pool, StoreError};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -128,8 +129,6 @@ pub struct Router {
     metrics: Metrics,
 }
 
-const NEWEST_BEAT: &str = "SELECT max(\"timestamp\") FROM replication_heartbeat";
-
 impl Router {
     /// A router with only the primary, until `with_replicas`.
     pub fn new(primary: Pool, config: RoutingConfig, metrics: Metrics) -> Self {
@@ -197,7 +196,7 @@ impl Router {
     pub async fn lag(&self, replica: &Replica) -> Option<f64> {
         let replica_beat = self.newest(&replica.pool, &replica.beat).await?;
         let primary_beat = self.newest(&self.primary, &self.primary_beat).await?;
-        Some(((primary_beat - replica_beat).as_seconds_f64()).max(0.0))
+        Some(heartbeat_lag(primary_beat, replica_beat))
     }
 
     /// Marks a replica that failed a read, so the next ones skip it.

@@ -1,0 +1,213 @@
+//! The measurements, each one statement, each bounded in time.
+//!
+//! A replica's lag is the primary's newest `replication_heartbeat` row
+//! minus the replica's newest (the seed's definition, and the query API's
+//! routing uses [`heartbeat_lag`] too). That reads as zero when the
+//! heartbeat writer has died, so the heartbeat's own age is measured
+//! beside it. `now() - pg_last_xact_replay_timestamp()` is reported as
+//! well, but it grows on an idle primary however current the replica is,
+//! which is why it is not the lag.
+
+use std::time::Duration;
+
+use atlas_store::{Pool, StoreError};
+use atlas_warehouse::Warehouse;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::types::PgLsn;
+
+/// The newest heartbeat a database holds.
+pub const NEWEST_BEAT: &str = "SELECT max(\"timestamp\") FROM replication_heartbeat";
+
+/// How far a database whose newest heartbeat is `replica` lags the primary,
+/// whose newest is `primary`.
+pub fn heartbeat_lag(primary: DateTime<Utc>, replica: DateTime<Utc>) -> f64 {
+    (primary - replica).as_seconds_f64().max(0.0)
+}
+
+/// The longest one measurement of one database may take.
+pub const MEASURE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaFigures {
+    pub name: String,
+    pub reachable: bool,
+    /// `None` when unreachable, or when either side has no heartbeat.
+    pub heartbeat_lag_s: Option<f64>,
+    pub replay_age_s: Option<f64>,
+    /// WAL bytes the primary has written that the replica has not replayed.
+    pub replay_distance_bytes: Option<i64>,
+    /// Why it is unreachable.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotFigures {
+    pub name: String,
+    pub found: bool,
+    /// A consumer (Debezium) is streaming from it now.
+    pub active: bool,
+    /// WAL the slot keeps because its consumer has not confirmed it.
+    pub retained_bytes: Option<i64>,
+}
+
+/// One measurement of everything.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figures {
+    pub measured_at: DateTime<Utc>,
+    pub replicas: Vec<ReplicaFigures>,
+    /// Age of the primary's newest heartbeat; `None` when it has none.
+    pub heartbeat_age_s: Option<f64>,
+    pub staging_depth: i64,
+    /// Age of staging's oldest row; `None` when staging is empty.
+    pub staging_oldest_s: Option<f64>,
+    /// `None` when no slot is watched.
+    pub cdc: Option<SlotFigures>,
+    /// Now minus the newest source commit the warehouse holds; `None` when
+    /// there is no warehouse, it holds nothing yet, or it failed.
+    pub analytics_lag_s: Option<f64>,
+    pub warehouse_error: Option<String>,
+}
+
+/// What a replica says of itself.
+struct ReplicaRead {
+    newest_beat: Option<DateTime<Utc>>,
+    replay_age_s: Option<f64>,
+    replay_lsn: Option<PgLsn>,
+}
+
+async fn bounded<T>(work: impl Future<Output = Result<T, StoreError>>) -> Result<T, String> {
+    match tokio::time::timeout(MEASURE_TIMEOUT, work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {MEASURE_TIMEOUT:?}")),
+    }
+}
+
+async fn read_replica(pool: &Pool) -> Result<ReplicaRead, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT max(\"timestamp\") FROM replication_heartbeat), \
+                    extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, \
+                    pg_last_wal_replay_lsn()",
+            &[],
+        )
+        .await?;
+    Ok(ReplicaRead {
+        newest_beat: row.get(0),
+        replay_age_s: row.get(1),
+        replay_lsn: row.get(2),
+    })
+}
+
+/// What the primary says: its newest heartbeat and the heartbeat's age,
+/// its WAL position, staging, and the slot.
+struct PrimaryRead {
+    newest_beat: Option<DateTime<Utc>>,
+    heartbeat_age_s: Option<f64>,
+    wal_lsn: PgLsn,
+    staging_depth: i64,
+    staging_oldest_s: Option<f64>,
+    slot: Option<SlotFigures>,
+}
+
+/// Staging is counted whole: it is small while the flusher keeps up, and
+/// a backlog is when its true depth matters.
+async fn read_primary(pool: &Pool, slot: Option<&str>) -> Result<PrimaryRead, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT b.newest, extract(epoch FROM now() - b.newest)::float8, pg_current_wal_lsn(), \
+                    s.depth, extract(epoch FROM now() - s.oldest)::float8 \
+             FROM (SELECT max(\"timestamp\") AS newest FROM replication_heartbeat) b, \
+                  (SELECT count(*) AS depth, min(staged_at) AS oldest FROM entity_values_ingest) s",
+            &[],
+        )
+        .await?;
+    let slot = match slot {
+        None => None,
+        Some(name) => {
+            let found = client
+                .query_opt(
+                    "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
+                     FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&name],
+                )
+                .await?;
+            Some(SlotFigures {
+                name: name.to_owned(),
+                found: found.is_some(),
+                active: found.as_ref().is_some_and(|r| r.get(0)),
+                retained_bytes: found.and_then(|r| r.get(1)),
+            })
+        }
+    };
+    Ok(PrimaryRead {
+        newest_beat: row.get(0),
+        heartbeat_age_s: row.get(1),
+        wal_lsn: row.get(2),
+        staging_depth: row.get(3),
+        staging_oldest_s: row.get(4),
+        slot,
+    })
+}
+
+/// Measures the replicas first and the primary after, so a replica never
+/// seems ahead of the primary's WAL. Fails only when the primary does.
+pub async fn figures(
+    primary: &Pool,
+    replicas: &[(String, Pool)],
+    slot: Option<&str>,
+    warehouse: Option<&dyn Warehouse>,
+) -> Result<Figures, StoreError> {
+    let mut read = Vec::with_capacity(replicas.len());
+    for (name, pool) in replicas {
+        read.push((name, bounded(read_replica(pool)).await));
+    }
+    let p = read_primary(primary, slot).await?;
+    let replicas = read
+        .into_iter()
+        .map(|(name, r)| match r {
+            Ok(r) => ReplicaFigures {
+                name: name.clone(),
+                reachable: true,
+                heartbeat_lag_s: p
+                    .newest_beat
+                    .zip(r.newest_beat)
+                    .map(|(p, r)| heartbeat_lag(p, r)),
+                replay_age_s: r.replay_age_s,
+                replay_distance_bytes: r
+                    .replay_lsn
+                    .map(|l| u64::from(p.wal_lsn).saturating_sub(u64::from(l)) as i64),
+                error: None,
+            },
+            Err(e) => ReplicaFigures {
+                name: name.clone(),
+                reachable: false,
+                heartbeat_lag_s: None,
+                replay_age_s: None,
+                replay_distance_bytes: None,
+                error: Some(e),
+            },
+        })
+        .collect();
+    let (analytics_lag_s, warehouse_error) = match warehouse {
+        None => (None, None),
+        Some(w) => match tokio::time::timeout(MEASURE_TIMEOUT * 5, w.data_as_of()).await {
+            Ok(Ok(t)) => (t.map(|t| (Utc::now() - t).as_seconds_f64().max(0.0)), None),
+            Ok(Err(e)) => (None, Some(e.to_string())),
+            Err(_) => (None, Some("no answer in time".to_owned())),
+        },
+    };
+    Ok(Figures {
+        measured_at: Utc::now(),
+        replicas,
+        heartbeat_age_s: p.heartbeat_age_s,
+        staging_depth: p.staging_depth,
+        staging_oldest_s: p.staging_oldest_s,
+        cdc: p.slot,
+        analytics_lag_s,
+        warehouse_error,
+    })
+}

@@ -1,0 +1,267 @@
+//! The lag checker against a real primary and a real streaming replica
+//! (`pg_basebackup -R`, as `tests/replica.rs`): what it measures and
+//! publishes for a healthy replica, a paused one and a stopped one, a dead
+//! heartbeat writer, a staging backlog, and a CDC slot that falls behind.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atlas_cloud::metrics::{MetricsSink, Sample};
+use atlas_freshness::checker::StatusRow;
+use atlas_freshness::{CheckerConfig, LagChecker, State};
+use atlas_store::{DbConfig, DbRole, heartbeat};
+use atlas_tests::{Standby, TestDb, demo_tenants, eventually};
+
+/// Keeps what the checker records, to read back.
+#[derive(Default)]
+struct Recorded(Mutex<Vec<Sample>>);
+
+impl MetricsSink for Recorded {
+    fn record(&self, sample: &Sample) {
+        self.0.lock().unwrap().push(sample.clone());
+    }
+}
+
+impl Recorded {
+    /// The last value recorded for `metric`.
+    fn last(&self, metric: &str) -> Option<f64> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|s| s.values.iter().find(|(n, _, _)| *n == metric).map(|v| v.1))
+    }
+}
+
+fn checker(
+    db: &TestDb,
+    standby: Option<&Standby>,
+    slot: Option<String>,
+) -> (LagChecker, Arc<Recorded>) {
+    let recorded = Arc::new(Recorded::default());
+    let config = CheckerConfig {
+        cdc_slot: slot,
+        ..CheckerConfig::default()
+    };
+    let mut checker = LagChecker::new(db.pool(DbRole::Worker), config, recorded.clone());
+    if let Some(standby) = standby {
+        let replica = DbConfig::new(standby.url(&db.name), DbRole::Worker)
+            .pool()
+            .unwrap();
+        checker = checker.with_replicas(vec![("1".into(), replica)]);
+    }
+    (checker, recorded)
+}
+
+fn path<'a>(rows: &'a [StatusRow], path: &str) -> &'a StatusRow {
+    rows.iter()
+        .find(|r| r.path == path)
+        .unwrap_or_else(|| panic!("no {path} row in {rows:?}"))
+}
+
+/// The table, as the owner reads it: (state, lag, detail) of `path`.
+async fn published(db: &TestDb, path: &str) -> (String, Option<f64>, String) {
+    let row = db
+        .owner()
+        .await
+        .query_one(
+            "SELECT state, lag_seconds, detail FROM freshness_status \
+             WHERE path = $1 AND measured_at > now() - interval '1 minute'",
+            &[&path],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test]
+async fn a_replica_healthy_then_paused_then_stopped() {
+    let db = TestDb::new().await;
+    let standby = Standby::start();
+    let worker = db.pool(DbRole::Worker);
+    heartbeat::beat(&worker, "test").await.unwrap();
+    let (checker, recorded) = checker(&db, Some(&standby), None);
+
+    // Healthy: it replays what the primary writes, its heartbeat with it.
+    eventually(
+        async || path(&checker.check().await.unwrap(), "replica:1").state == State::Green,
+        "the replica to catch up",
+    )
+    .await;
+    let f = checker.measure().await.unwrap();
+    let r = &f.replicas[0];
+    assert!(r.reachable && r.error.is_none(), "{r:?}");
+    assert!(r.heartbeat_lag_s.unwrap() < 1.0, "{r:?}");
+    assert!(r.replay_age_s.is_some(), "{r:?}");
+    assert!(r.replay_distance_bytes.unwrap() >= 0, "{r:?}");
+    let (state, lag, _) = published(&db, "replica:1").await;
+    assert_eq!(state, "green");
+    assert!(lag.unwrap() < 1.0);
+    assert_eq!(recorded.last("ReplicaReachable"), Some(1.0));
+    assert!(recorded.last("ReplicaLagSeconds").unwrap() < 1.0);
+
+    // Paused: the replica's heartbeat stays where it was while the
+    // primary's moves on, and WAL piles up unreplayed.
+    standby.pause_replay(&db.name, true).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    heartbeat::beat(&worker, "test").await.unwrap();
+    let rows = checker.check().await.unwrap();
+    let paused = path(&rows, "replica:1");
+    assert_eq!(paused.state, State::Yellow, "{paused:?}");
+    assert!(paused.lag_seconds.unwrap() >= 2.0, "{paused:?}");
+    assert!(
+        paused.detail.contains("bytes of WAL not yet replayed"),
+        "{paused:?}"
+    );
+    let f = checker.measure().await.unwrap();
+    assert!(f.replicas[0].replay_distance_bytes.unwrap() > 0, "{f:?}");
+    assert_eq!(published(&db, "replica:1").await.0, "yellow");
+    assert!(recorded.last("ReplicaLagSeconds").unwrap() >= 2.0);
+
+    standby.pause_replay(&db.name, false).await;
+    eventually(
+        async || path(&checker.check().await.unwrap(), "replica:1").state == State::Green,
+        "the resumed replica to catch up",
+    )
+    .await;
+
+    // Stopped: unreachable, red, and still measured within its bound.
+    standby.stop();
+    let rows = checker.check().await.unwrap();
+    let stopped = path(&rows, "replica:1");
+    assert_eq!((stopped.state, stopped.lag_seconds), (State::Red, None));
+    assert!(stopped.detail.starts_with("unreachable: "), "{stopped:?}");
+    assert_eq!(recorded.last("ReplicaReachable"), Some(0.0));
+    assert_eq!(path(&rows, "primary").state, State::Green);
+    assert_eq!(published(&db, "replica:1").await.0, "red");
+}
+
+#[tokio::test]
+async fn a_dead_heartbeat_writer_turns_lag_into_unknown() {
+    let db = TestDb::new().await;
+    let standby = Standby::start();
+    let (checker, recorded) = checker(&db, Some(&standby), None);
+
+    // No heartbeat at all.
+    let rows = checker.check().await.unwrap();
+    assert_eq!(path(&rows, "heartbeat").state, State::Red);
+    assert!(path(&rows, "heartbeat").detail.contains("no heartbeat row"));
+
+    // The last beat two minutes ago: once the replica has it too, both
+    // agree and the lag would read zero, so it is reported as unknown.
+    db.owner()
+        .await
+        .execute(
+            "INSERT INTO replication_heartbeat (source, \"timestamp\") \
+             VALUES ('test', now() - interval '2 minutes')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows = checker.check().await.unwrap();
+    let beat = path(&rows, "heartbeat");
+    assert_eq!(beat.state, State::Red);
+    assert!(beat.lag_seconds.unwrap() >= 120.0, "{beat:?}");
+    let replica = path(&rows, "replica:1");
+    assert_eq!((replica.state, replica.lag_seconds), (State::Red, None));
+    assert!(replica.detail.contains("heartbeat is stale"), "{replica:?}");
+    assert!(recorded.last("HeartbeatAgeSeconds").unwrap() >= 120.0);
+    assert_eq!(published(&db, "heartbeat").await.0, "red");
+
+    // A fresh beat brings both back.
+    heartbeat::beat(&db.pool(DbRole::Worker), "test")
+        .await
+        .unwrap();
+    let rows = checker.check().await.unwrap();
+    assert_eq!(path(&rows, "heartbeat").state, State::Green);
+}
+
+#[tokio::test]
+async fn a_staging_backlog_shows_its_depth_and_age() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    heartbeat::beat(&db.pool(DbRole::Worker), "test")
+        .await
+        .unwrap();
+    let (checker, recorded) = checker(&db, None, None);
+    let rows = checker.check().await.unwrap();
+    let empty = path(&rows, "staging");
+    assert_eq!((empty.state, empty.lag_seconds), (State::Green, Some(0.0)));
+
+    // 500 readings staged 90 s ago that no flusher has taken.
+    db.owner()
+        .await
+        .execute(
+            "INSERT INTO entity_values_ingest (entity_id, tenant_id, attribute_id, value_decimal, \
+                                               ingested_at, staged_at) \
+             SELECT g, 1, (SELECT attribute_id FROM attributes WHERE tenant_id = 1 LIMIT 1), 1.5, \
+                    now() - interval '90 seconds', now() - interval '90 seconds' \
+             FROM generate_series(1, 500) g",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows = checker.check().await.unwrap();
+    let backlog = path(&rows, "staging");
+    assert_eq!(backlog.state, State::Red);
+    assert!(backlog.lag_seconds.unwrap() >= 90.0, "{backlog:?}");
+    assert!(
+        backlog.detail.starts_with("500 readings waiting"),
+        "{backlog:?}"
+    );
+    assert_eq!(recorded.last("StagingDepth"), Some(500.0));
+    assert!(recorded.last("StagingOldestSeconds").unwrap() >= 90.0);
+}
+
+#[tokio::test]
+async fn a_cdc_slot_that_falls_behind_retains_wal() {
+    let db = TestDb::new().await;
+    heartbeat::beat(&db.pool(DbRole::Worker), "test")
+        .await
+        .unwrap();
+    let slot = format!("lag_{}", db.name);
+    let owner = db.owner().await;
+
+    // The slot not there yet.
+    let (checker, recorded) = checker(&db, None, Some(slot.clone()));
+    let missing = checker.check().await.unwrap();
+    let cdc = path(&missing, "cdc");
+    assert_eq!(cdc.state, State::Red);
+    assert!(cdc.detail.contains("no replication slot"), "{cdc:?}");
+
+    owner
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await
+        .unwrap();
+    let first = checker.measure().await.unwrap().cdc.unwrap();
+    assert!(first.found && !first.active, "{first:?}");
+    // WAL written and never read by a consumer: the slot keeps it.
+    owner
+        .batch_execute("SELECT pg_logical_emit_message(true, 'atlas-test', repeat('x', 1000000))")
+        .await
+        .unwrap();
+    let rows = checker.check().await.unwrap();
+    let behind = checker.measure().await.unwrap().cdc.unwrap();
+    let result = async {
+        assert!(
+            behind.retained_bytes.unwrap() >= first.retained_bytes.unwrap() + 1_000_000,
+            "{first:?} then {behind:?}"
+        );
+        let cdc = path(&rows, "cdc");
+        assert!(
+            cdc.detail
+                .contains("bytes of WAL retained, no consumer connected"),
+            "{cdc:?}"
+        );
+        assert!(recorded.last("CdcSlotRetainedBytes").unwrap() >= 1_000_000.0);
+    };
+    result.await;
+    owner
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .unwrap();
+}
