@@ -10,7 +10,7 @@ use atlas_cloud::metrics::{MetricsSink, Sample};
 use atlas_freshness::checker::StatusRow;
 use atlas_freshness::{CheckerConfig, LagChecker, State};
 use atlas_store::{DbConfig, DbRole, heartbeat};
-use atlas_tests::{Standby, TestDb, demo_tenants, eventually};
+use atlas_tests::{Standby, TestDb, demo_tenants, eventually, routed_read, serving_replica};
 
 /// Keeps what the checker records, to read back.
 #[derive(Default)]
@@ -264,4 +264,48 @@ async fn a_cdc_slot_that_falls_behind_retains_wal() {
         .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
         .await
         .unwrap();
+}
+
+/// The query API routes by what the checker published while it is recent:
+/// a replica the checker cannot reach is not used even though the query
+/// API could reach it, and once that mark is old the query API measures
+/// for itself again.
+#[tokio::test]
+async fn routing_follows_the_checker_only_while_its_word_is_recent() {
+    let (db, _standby, api) = serving_replica(16).await;
+
+    // A checker that finds replica 1 unreachable (nothing listens there).
+    let (checker, _) = checker(&db, None, None);
+    let unreachable = DbConfig::new(
+        format!("postgres://postgres@127.0.0.1:1/{}", db.name),
+        DbRole::Worker,
+    )
+    .pool()
+    .unwrap();
+    let checker = checker.with_replicas(vec![("1".into(), unreachable)]);
+    let rows = checker.check().await.unwrap();
+    assert_eq!(path(&rows, "replica:1").state, State::Red);
+    eventually(
+        async || routed_read(&api, "/v1/entities/123").await.1 == "primary",
+        "reads to leave the replica the checker marked down",
+    )
+    .await;
+    let (status, _, lag, body) = routed_read(&api, "/v1/entities/123").await;
+    assert_eq!((status.as_u16(), lag), (200, 0.0));
+    assert_eq!(body["hot_attributes"]["temperature"], 20.5);
+
+    // The mark grows old: not trusted, measured again, used again.
+    db.owner()
+        .await
+        .execute(
+            "UPDATE freshness_status SET measured_at = now() - interval '1 minute'",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually(
+        async || routed_read(&api, "/v1/entities/123").await.1 == "replica:1",
+        "reads to return once the mark is stale",
+    )
+    .await;
 }

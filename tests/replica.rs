@@ -6,60 +6,17 @@
 
 use std::time::Duration;
 
-use atlas_query::QueryApi;
-use atlas_query::routing::{Replica, RoutingConfig};
-use atlas_store::{DbConfig, DbRole, heartbeat};
+use atlas_store::{DbRole, heartbeat};
 use atlas_tests::{
-    Standby, TestDb, api_request, body_json, db_with_entity_123, eventually, flush_all,
-    post_temperature, query_api_with,
+    eventually, flush_all, post_temperature, routed_api, routed_read as read, serving_replica,
 };
 use http::StatusCode;
-use serde_json::Value;
-
-fn routed_api(db: &TestDb, standby: &Standby, fallback_max: usize) -> QueryApi {
-    let config = atlas_query::QueryConfig {
-        routing: RoutingConfig {
-            max_lag: Duration::from_secs(2),
-            lag_check: Duration::from_millis(100),
-            retry_after: Duration::from_secs(1),
-            fallback_max,
-        },
-        ..Default::default()
-    };
-    let replica = DbConfig::new(standby.url(&db.name), DbRole::App)
-        .pool()
-        .unwrap();
-    query_api_with(db, config).with_replicas(vec![Replica::new("1", replica)])
-}
-
-async fn read(api: &QueryApi, path: &str) -> (StatusCode, String, f64, Value) {
-    let resp = atlas_query::http::handle(api, api_request("1", "GET", path, None)).await;
-    let h = resp.headers();
-    let source = h
-        .get("x-data-source")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let lag = h
-        .get("x-data-lag-seconds")
-        .map(|v| v.to_str().unwrap().parse().unwrap())
-        .unwrap_or(-1.0);
-    (resp.status(), source, lag, body_json(&resp))
-}
 
 #[tokio::test]
 async fn eventual_reads_follow_the_replica_only_while_it_keeps_up() {
-    let db = db_with_entity_123(20.5).await;
-    let standby = Standby::start();
-    let worker = db.pool(DbRole::Worker);
-    heartbeat::beat(&worker, "test").await.unwrap();
-    let api = routed_api(&db, &standby, 16);
-
     // A replica that keeps up serves eventual reads; strong ones never.
-    eventually(
-        async || read(&api, "/v1/entities/123").await.1 == "replica:1",
-        "the replica to catch up",
-    )
-    .await;
+    let (db, standby, api) = serving_replica(16).await;
+    let worker = db.pool(DbRole::Worker);
     let (status, source, lag, body) = read(&api, "/v1/entities/123").await;
     assert_eq!((status, source.as_str()), (StatusCode::OK, "replica:1"));
     assert!(lag < 2.0, "{lag}");

@@ -425,6 +425,61 @@ pub fn query_api_with(db: &TestDb, config: atlas_query::QueryConfig) -> atlas_qu
 
 /// A streaming replica of the test server, on its own port (run by the
 /// `postgres` user when we are root). Stopped and removed on drop.
+/// The query API with `standby` as its replica "1", measuring often and
+/// quick to give up on a replica, as the routing tests want it.
+pub fn routed_api(db: &TestDb, standby: &Standby, fallback_max: usize) -> atlas_query::QueryApi {
+    let config = atlas_query::QueryConfig {
+        routing: atlas_query::routing::RoutingConfig {
+            max_lag: std::time::Duration::from_secs(2),
+            lag_check: std::time::Duration::from_millis(100),
+            retry_after: std::time::Duration::from_secs(1),
+            fallback_max,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let replica = DbConfig::new(standby.url(&db.name), DbRole::App)
+        .pool()
+        .unwrap();
+    query_api_with(db, config).with_replicas(vec![atlas_query::routing::Replica::new("1", replica)])
+}
+
+/// Tenant 1's GET of `path`: status, `x-data-source`, `x-data-lag-seconds`
+/// (-1 when absent) and the body.
+pub async fn routed_read(
+    api: &atlas_query::QueryApi,
+    path: &str,
+) -> (http::StatusCode, String, f64, serde_json::Value) {
+    let resp = atlas_query::http::handle(api, api_request("1", "GET", path, None)).await;
+    let h = resp.headers();
+    let source = h
+        .get("x-data-source")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let lag = h
+        .get("x-data-lag-seconds")
+        .map(|v| v.to_str().unwrap().parse().unwrap())
+        .unwrap_or(-1.0);
+    (resp.status(), source, lag, body_json(&resp))
+}
+
+/// Entity 123 at 20.5 on the primary, a standby, one heartbeat, and the
+/// routed query API once the replica serves its eventual reads.
+pub async fn serving_replica(fallback_max: usize) -> (TestDb, Standby, atlas_query::QueryApi) {
+    let db = db_with_entity_123(20.5).await;
+    let standby = Standby::start();
+    atlas_store::heartbeat::beat(&db.pool(DbRole::Worker), "test")
+        .await
+        .unwrap();
+    let api = routed_api(&db, &standby, fallback_max);
+    eventually(
+        async || routed_read(&api, "/v1/entities/123").await.1 == "replica:1",
+        "the replica to serve eventual reads",
+    )
+    .await;
+    (db, standby, api)
+}
+
 /// Polls `check` for up to 20 s.
 pub async fn eventually(mut check: impl AsyncFnMut() -> bool, what: &str) {
     for _ in 0..200 {

@@ -336,6 +336,11 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             lag_check: self.millis("ATLAS_REPLICA_LAG_CHECK_MS", d.lag_check)?,
             retry_after: self.seconds("ATLAS_REPLICA_RETRY_SECS", d.retry_after)?,
             fallback_max: self.parsed("ATLAS_PRIMARY_FALLBACK_MAX", d.fallback_max)?,
+            status_max_age: Some(self.millis(
+                "ATLAS_FRESHNESS_MAX_AGE_MS",
+                d.status_max_age.unwrap_or_default(),
+            )?)
+            .filter(|age| !age.is_zero()),
         };
         // A page's next request may reach another container, so in Lambda
         // the key must be the fleet's; elsewhere one of the process will do.

@@ -8,11 +8,14 @@
 //!   replay age and distance, the CDC slot's retained WAL, staging's depth
 //!   and oldest row, the heartbeat's own age, the warehouse's lag;
 //! - [`checker`]: the lag checker's work: measure everything, then publish
-//!   it as EMF metrics and as `freshness_status` rows.
+//!   it as EMF metrics and as `freshness_status` rows;
+//! - [`status`]: those rows as readers see them, and the cache routing
+//!   trusts only while they are recent.
 
 pub mod checker;
 pub mod measure;
 pub mod state;
+pub mod status;
 
 pub use checker::{CheckerConfig, LagChecker, Runs};
 pub use measure::Figures;

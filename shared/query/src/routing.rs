@@ -7,8 +7,10 @@
 //!   the primary (the warehouse takes this over with the CDC issue).
 //!
 //! A replica's lag is the primary's newest `replication_heartbeat` row minus
-//! the replica's newest (`atlas_freshness`'s one definition), measured at most once per `lag_check` and shared by
-//! every request meanwhile. A replica that fails a check or a read is left
+//! the replica's newest (`atlas_freshness`'s one definition): as the lag
+//! checker last published it in `freshness_status` while that is recent,
+//! else measured here at most once per `lag_check` and shared by every
+//! request meanwhile. A replica that fails a check or a read is left
 //! alone for `retry_after`. Reads that fall back to the primary because every
 //! replica lags pass a breaker: at most `fallback_max` at once, the rest are
 //! 503s, so a replica outage cannot pile the whole read load onto the
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use atlas_cloud::metrics::{Metrics, Sample, Unit};
 use atlas_freshness::measure::{NEWEST_BEAT, heartbeat_lag};
+use atlas_freshness::status::StatusCache;
 use atlas_store::{Pool, StoreError};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -36,6 +39,10 @@ pub struct RoutingConfig {
     pub retry_after: Duration,
     /// `ATLAS_PRIMARY_FALLBACK_MAX`: most fallback reads on the primary at once.
     pub fallback_max: usize,
+    /// `ATLAS_FRESHNESS_MAX_AGE_MS`: the lag checker's published lag of a
+    /// replica is used while it is at most this old; older (or none), the
+    /// router measures for itself. `None` (0): always measure.
+    pub status_max_age: Option<Duration>,
 }
 
 impl Default for RoutingConfig {
@@ -45,6 +52,7 @@ impl Default for RoutingConfig {
             lag_check: Duration::from_secs(1),
             retry_after: Duration::from_secs(5),
             fallback_max: 16,
+            status_max_age: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -122,6 +130,7 @@ impl std::error::Error for NoSource {}
 
 pub struct Router {
     primary: Pool,
+    status: Option<StatusCache>,
     primary_beat: Mutex<Beat>,
     replicas: Vec<Replica>,
     config: RoutingConfig,
@@ -133,6 +142,9 @@ impl Router {
     /// A router with only the primary, until `with_replicas`.
     pub fn new(primary: Pool, config: RoutingConfig, metrics: Metrics) -> Self {
         Self {
+            status: config
+                .status_max_age
+                .map(|max_age| StatusCache::new(primary.clone(), config.lag_check, max_age)),
             primary,
             primary_beat: Mutex::default(),
             replicas: Vec::new(),
@@ -192,8 +204,14 @@ impl Router {
         b.newest
     }
 
-    /// How far `replica` lags the primary, or `None` when it cannot be told.
+    /// How far `replica` lags the primary, or `None` when it cannot be told
+    /// (which is also what the lag checker publishes for one it finds down).
     pub async fn lag(&self, replica: &Replica) -> Option<f64> {
+        if let Some(status) = &self.status
+            && let Some(published) = status.fresh(&format!("replica:{}", replica.name)).await
+        {
+            return published.lag_seconds;
+        }
         let replica_beat = self.newest(&replica.pool, &replica.beat).await?;
         let primary_beat = self.newest(&self.primary, &self.primary_beat).await?;
         Some(heartbeat_lag(primary_beat, replica_beat))
