@@ -7,24 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use atlas_tests::{TestDb, count};
+use atlas_tests::{TestDb, atlas_bin, count};
 use serde_json::{Value, json};
-
-fn atlas_bin() -> PathBuf {
-    // target/<profile>/deps/dev-<hash> → target/<profile>/atlas
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("atlas");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build --workspace --bins`",
-        bin.display()
-    );
-    bin
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

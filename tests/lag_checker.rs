@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atlas_cloud::metrics::{MetricsSink, Sample};
-use atlas_freshness::checker::StatusRow;
+use atlas_freshness::status::Published;
 use atlas_freshness::{CheckerConfig, LagChecker, State};
 use atlas_store::{DbConfig, DbRole, heartbeat};
-use atlas_tests::{Standby, TestDb, demo_tenants, eventually, routed_read, serving_replica};
+use atlas_tests::{
+    Standby, TestDb, atlas_bin, demo_tenants, eventually, routed_read, serving_replica,
+};
 
 /// Keeps what the checker records, to read back.
 #[derive(Default)]
@@ -54,7 +56,7 @@ fn checker(
     (checker, recorded)
 }
 
-fn path<'a>(rows: &'a [StatusRow], path: &str) -> &'a StatusRow {
+fn path<'a>(rows: &'a [Published], path: &str) -> &'a Published {
     rows.iter()
         .find(|r| r.path == path)
         .unwrap_or_else(|| panic!("no {path} row in {rows:?}"))
@@ -308,4 +310,83 @@ async fn routing_follows_the_checker_only_while_its_word_is_recent() {
         "reads to return once the mark is stale",
     )
     .await;
+}
+
+/// `atlas status [--measure]` as a script sees it: its exit status and
+/// what it prints.
+fn atlas_status(db: &TestDb, measure: bool) -> (i32, String) {
+    let mut cmd = std::process::Command::new(atlas_bin());
+    cmd.args(["status", "--database-url", &db.url])
+        .env_remove("ATLAS_REPLICA_URLS")
+        .env_remove("ATLAS_CDC_SLOT")
+        .env_remove("ATLAS_WAREHOUSE_URL");
+    if measure {
+        cmd.arg("--measure");
+    }
+    let out = cmd.output().expect("atlas runs");
+    (
+        out.status.code().expect("an exit status"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+async fn stage_aged(db: &TestDb, seconds: i64) {
+    db.owner()
+        .await
+        .execute(
+            "INSERT INTO entity_values_ingest (entity_id, tenant_id, attribute_id, value_decimal, \
+                                               ingested_at, staged_at) \
+             SELECT 1, 1, attribute_id, 1.5, now(), now() - make_interval(secs => $1) \
+             FROM attributes WHERE tenant_id = 1 LIMIT 1",
+            &[&(seconds as f64)],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn atlas_status_exits_by_the_worst_state() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    heartbeat::beat(&db.pool(DbRole::Worker), "test")
+        .await
+        .unwrap();
+    let (checker, _) = checker(&db, None, None);
+
+    // Nothing published yet: nothing is known.
+    let (code, out) = atlas_status(&db, false);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("nothing published"), "{out}");
+
+    // All green.
+    checker.check().await.unwrap();
+    let (code, out) = atlas_status(&db, false);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("PATH"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("staging") && l.contains("green")),
+        "{out}"
+    );
+
+    // A reading waiting 5 s: yellow.
+    stage_aged(&db, 5).await;
+    checker.check().await.unwrap();
+    let (code, out) = atlas_status(&db, false);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("staging") && l.contains("yellow")),
+        "{out}"
+    );
+
+    // One waiting 90 s: red, whether read or measured now.
+    stage_aged(&db, 90).await;
+    assert_eq!(atlas_status(&db, true).0, 2);
+    let (code, _) = atlas_status(&db, false);
+    assert_eq!(code, 1, "not yet published");
+    checker.check().await.unwrap();
+    let (code, out) = atlas_status(&db, false);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("2 readings waiting for the flusher"), "{out}");
 }

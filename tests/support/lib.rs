@@ -480,6 +480,23 @@ pub async fn serving_replica(fallback_max: usize) -> (TestDb, Standby, atlas_que
     (db, standby, api)
 }
 
+/// The `atlas` binary beside the test executables.
+pub fn atlas_bin() -> std::path::PathBuf {
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/atlas
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("atlas");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins`",
+        bin.display()
+    );
+    bin
+}
+
 /// Polls `check` for up to 20 s.
 pub async fn eventually(mut check: impl AsyncFnMut() -> bool, what: &str) {
     for _ in 0..200 {

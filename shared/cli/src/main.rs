@@ -70,6 +70,22 @@ enum Command {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
         limit: i64,
     },
+    /// The freshness of every read path, as the lag checker last published
+    /// it: state (the seed's colours), lag, the measurement's age, and why
+    /// a path is not green. Exit status: 0 all green, 1 any yellow or
+    /// orange, 2 any red or nothing published.
+    Status {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// Measure now, as the lag checker would (replicas from
+        /// ATLAS_REPLICA_URLS, the slot from ATLAS_CDC_SLOT), instead of
+        /// reading freshness_status; nothing is published.
+        #[arg(long)]
+        measure: bool,
+        /// Redraw every 2 s until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Benchmarks; each prints one JSON object as its last line.
     #[command(subcommand)]
     Bench(Bench),
@@ -321,6 +337,11 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 std::process::exit(2);
             }
         }
+        Command::Status {
+            database_url,
+            measure,
+            watch,
+        } => std::process::exit(status(&database_url, measure, watch).await?),
         Command::Plugin(cmd) => plugin::run(cmd).await?,
         Command::Events(Events::Refresh { dir }) => {
             for path in atlas_devstack::events::refresh(&dir, chrono::Utc::now())? {
@@ -422,4 +443,53 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         }
     }
     Ok(())
+}
+
+/// `atlas status`: the table, once or redrawn until Ctrl-C; the exit status
+/// of the last one drawn.
+async fn status(
+    database_url: &str,
+    measure: bool,
+    watch: bool,
+) -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
+    use std::io::IsTerminal;
+    let mut settings = atlas_app::Settings::from_env()?;
+    settings.database.url = Some(database_url.to_owned());
+    let checker = atlas_app::startup::lag_checker(&settings).await?;
+    let pool = settings
+        .database_at(database_url, atlas_store::DbRole::AsLogin)
+        .pool()?;
+    let colour = std::io::stdout().is_terminal();
+    loop {
+        let rows = if measure {
+            atlas_freshness::checker::rows(&checker.measure().await?, &settings.lag_checker)
+        } else {
+            atlas_freshness::status::read(&pool).await?
+        };
+        let mut screen = String::new();
+        if watch {
+            screen.push_str("\x1b[2J\x1b[H");
+        }
+        if rows.is_empty() {
+            screen.push_str(
+                "nothing published in freshness_status yet: is the lag checker running? \
+                 (--measure measures now)\n",
+            );
+        } else {
+            screen.push_str(&atlas_freshness::status::table(
+                &rows,
+                chrono::Utc::now(),
+                colour,
+            ));
+        }
+        print!("{screen}");
+        let code = atlas_freshness::status::exit_code(&rows);
+        if !watch {
+            return Ok(code);
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(code),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+    }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::measure::{self, Figures};
 use crate::state::State;
+use crate::status::Published;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckerConfig {
@@ -92,13 +93,13 @@ impl LagChecker {
     }
 
     /// Measures once and publishes it; the status rows it wrote.
-    pub async fn check(&self) -> Result<Vec<StatusRow>, StoreError> {
+    pub async fn check(&self) -> Result<Vec<Published>, StoreError> {
         let figures = self.measure().await?;
         for sample in samples(&figures) {
             self.metrics.record(&sample);
         }
         let rows = rows(&figures, &self.config);
-        write_status(&self.primary, &figures, &rows).await?;
+        write_status(&self.primary, &rows).await?;
         Ok(rows)
     }
 
@@ -171,43 +172,37 @@ pub fn samples(f: &Figures) -> Vec<Sample> {
     out
 }
 
-/// One `freshness_status` row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StatusRow {
-    pub path: String,
-    pub lag_seconds: Option<f64>,
-    pub state: State,
-    pub detail: String,
-}
-
-fn row(path: impl Into<String>, lag: Option<f64>, state: State, detail: String) -> StatusRow {
-    StatusRow {
-        path: path.into(),
-        lag_seconds: lag,
-        state,
-        detail,
-    }
-}
-
 /// The status of each read path, and of staging and the heartbeat.
-pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<StatusRow> {
+pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<Published> {
+    let row = |path: String, lag_seconds: Option<f64>, state: State, detail: String| Published {
+        path,
+        lag_seconds,
+        state,
+        measured_at: f.measured_at,
+        detail,
+    };
     let stale = cfg.heartbeat_stale.as_secs_f64();
     let heartbeat_down = f.heartbeat_age_s.is_none_or(|age| age > stale);
-    let mut out = vec![row("primary", Some(0.0), State::Green, String::new())];
+    let mut out = vec![row(
+        "primary".into(),
+        Some(0.0),
+        State::Green,
+        String::new(),
+    )];
     out.push(match f.heartbeat_age_s {
         None => row(
-            "heartbeat",
+            "heartbeat".into(),
             None,
             State::Red,
             "no heartbeat row on the primary: is the heartbeat function running?".into(),
         ),
         Some(age) if heartbeat_down => row(
-            "heartbeat",
+            "heartbeat".into(),
             Some(age),
             State::Red,
             format!("the newest heartbeat is {age:.0} s old: is the heartbeat function running?"),
         ),
-        Some(age) => row("heartbeat", Some(age), State::Green, String::new()),
+        Some(age) => row("heartbeat".into(), Some(age), State::Green, String::new()),
     });
     for r in &f.replicas {
         let path = format!("replica:{}", r.name);
@@ -237,7 +232,7 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<StatusRow> {
     }
     let oldest = f.staging_oldest_s.unwrap_or(0.0);
     out.push(row(
-        "staging",
+        "staging".into(),
         Some(oldest),
         State::of(Some(oldest)),
         format!("{} readings waiting for the flusher", f.staging_depth),
@@ -245,7 +240,7 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<StatusRow> {
     if let Some(slot) = &f.cdc {
         out.push(match (slot.found, slot.retained_bytes) {
             (false, _) => row(
-                "cdc",
+                "cdc".into(),
                 None,
                 State::Red,
                 format!("no replication slot {}", slot.name),
@@ -264,7 +259,7 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<StatusRow> {
                     "no consumer connected"
                 };
                 row(
-                    "cdc",
+                    "cdc".into(),
                     None,
                     state,
                     format!(
@@ -277,27 +272,33 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<StatusRow> {
     }
     if let Some(error) = &f.warehouse_error {
         out.push(row(
-            "warehouse",
+            "warehouse".into(),
             None,
             State::Red,
             format!("unreachable: {error}"),
         ));
     } else if f.analytics_lag_s.is_some() {
         let state = State::of(f.analytics_lag_s);
-        out.push(row("warehouse", f.analytics_lag_s, state, String::new()));
+        out.push(row(
+            "warehouse".into(),
+            f.analytics_lag_s,
+            state,
+            String::new(),
+        ));
     }
     out
 }
 
 /// Replaces the table's rows with `rows`, in one transaction, so a reader
 /// never sees half a measurement and a path no longer measured goes.
-async fn write_status(pool: &Pool, f: &Figures, rows: &[StatusRow]) -> Result<(), StoreError> {
+async fn write_status(pool: &Pool, rows: &[Published]) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let paths: Vec<&str> = rows.iter().map(|r| r.path.as_str()).collect();
     let lags: Vec<Option<f64>> = rows.iter().map(|r| r.lag_seconds).collect();
     let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
     let details: Vec<&str> = rows.iter().map(|r| r.detail.as_str()).collect();
+    let measured_at: Vec<_> = rows.iter().map(|r| r.measured_at).collect();
     tx.execute(
         "DELETE FROM freshness_status WHERE path <> ALL ($1::text[])",
         &[&paths],
@@ -305,10 +306,10 @@ async fn write_status(pool: &Pool, f: &Figures, rows: &[StatusRow]) -> Result<()
     .await?;
     tx.execute(
         "INSERT INTO freshness_status (path, lag_seconds, state, measured_at, detail) \
-         SELECT p, l, s, $4, d FROM unnest($1::text[], $2::float8[], $3::text[], $5::text[]) AS u(p, l, s, d) \
+         SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::timestamptz[], $5::text[]) \
          ON CONFLICT (path) DO UPDATE SET lag_seconds = EXCLUDED.lag_seconds, state = EXCLUDED.state, \
              measured_at = EXCLUDED.measured_at, detail = EXCLUDED.detail",
-        &[&paths, &lags, &states, &f.measured_at, &details],
+        &[&paths, &lags, &states, &measured_at, &details],
     )
     .await?;
     tx.commit().await?;

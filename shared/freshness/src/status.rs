@@ -98,3 +98,105 @@ impl StatusCache {
         (age <= self.max_age).then(|| p.clone())
     }
 }
+
+/// The worst state among `rows`; red when there are none (nothing has been
+/// published, so nothing is known).
+pub fn worst(rows: &[Published]) -> State {
+    rows.iter().map(|r| r.state).max().unwrap_or(State::Red)
+}
+
+/// `atlas status`'s exit status: 0 all green, 1 any yellow or orange, 2
+/// any red (or nothing known), so scripts can act on it.
+pub fn exit_code(rows: &[Published]) -> i32 {
+    match worst(rows) {
+        State::Green => 0,
+        State::Yellow | State::Orange => 1,
+        State::Red => 2,
+    }
+}
+
+/// The rows as a table for a terminal: path, state (coloured by the seed's
+/// thresholds when `colour`), lag, how old the measurement is, and why a
+/// path is not green.
+pub fn table(rows: &[Published], now: DateTime<Utc>, colour: bool) -> String {
+    let lag = |l: Option<f64>| l.map_or("?".to_owned(), |l| format!("{l:.1} s"));
+    let age = |at: DateTime<Utc>| format!("{:.0} s ago", (now - at).as_seconds_f64().max(0.0));
+    let width = rows.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
+    let mut out = format!(
+        "{:<width$}  {:<6}  {:>9}  {:>10}  DETAIL\n",
+        "PATH", "STATE", "LAG", "MEASURED"
+    );
+    for r in rows {
+        let state = format!("{:<6}", r.state.as_str());
+        let state = if colour {
+            let code = match r.state {
+                State::Green => "32",
+                State::Yellow => "33",
+                State::Orange => "38;5;208",
+                State::Red => "31",
+            };
+            format!("\x1b[{code}m{state}\x1b[0m")
+        } else {
+            state
+        };
+        out.push_str(&format!(
+            "{:<width$}  {state}  {:>9}  {:>10}  {}\n",
+            r.path,
+            lag(r.lag_seconds),
+            age(r.measured_at),
+            r.detail
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(path: &str, lag: Option<f64>, state: State, detail: &str) -> Published {
+        Published {
+            path: path.into(),
+            lag_seconds: lag,
+            state,
+            measured_at: "2026-12-02T10:00:00Z".parse().unwrap(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn the_exit_status_follows_the_worst_state() {
+        let green = published("primary", Some(0.0), State::Green, "");
+        let yellow = published("replica:1", Some(2.0), State::Yellow, "");
+        let orange = published("staging", Some(20.0), State::Orange, "");
+        let red = published("cdc", None, State::Red, "no replication slot atlas_cdc");
+        assert_eq!(exit_code(std::slice::from_ref(&green)), 0);
+        assert_eq!(exit_code(&[green.clone(), yellow.clone()]), 1);
+        assert_eq!(exit_code(&[green.clone(), orange]), 1);
+        assert_eq!(exit_code(&[green, yellow, red]), 2);
+        assert_eq!(exit_code(&[]), 2, "nothing published is nothing known");
+    }
+
+    #[test]
+    fn the_table_shows_each_path_with_its_state_lag_age_and_reason() {
+        let rows = [
+            published("primary", Some(0.0), State::Green, ""),
+            published(
+                "replica:1",
+                None,
+                State::Red,
+                "unreachable: connection refused",
+            ),
+        ];
+        let now = "2026-12-02T10:00:07Z".parse().unwrap();
+        assert_eq!(
+            table(&rows, now, false),
+            "PATH       STATE         LAG    MEASURED  DETAIL\n\
+             primary    green       0.0 s     7 s ago  \n\
+             replica:1  red             ?     7 s ago  unreachable: connection refused\n"
+        );
+        let coloured = table(&rows, now, true);
+        assert!(coloured.contains("\x1b[31mred   \x1b[0m"), "{coloured:?}");
+        assert!(coloured.contains("\x1b[32mgreen \x1b[0m"), "{coloured:?}");
+    }
+}
