@@ -153,10 +153,32 @@ for fn, cargo in sorted(crates.items()):
     for dev_only in sorted(linked & {f"atlas-{c}" for c in DEV_ONLY} | linked & {"jsonwebtoken"}):
         errors.append(f"the {fn} Lambda links {dev_only}, which is for local use only")
 
+# 9. Every Atlas metric an alarm or the dashboard names is one the code
+# emits: a metric's name is the string literal just before its Unit.
+emitted = set()
+for p in glob.glob(os.path.join(ROOT, "shared", "**", "*.rs"), recursive=True):
+    if p.endswith(os.path.join("cloud", "src", "metrics.rs")):
+        continue
+    text = open(p).read()
+    for m in re.finditer(r"Unit::[A-Z]", text):
+        names = re.findall(r'"([A-Z][A-Za-z0-9]+)"\s*,', text[max(0, m.start() - 200):m.start()])
+        if names:
+            emitted.add(names[-1])
+alarmed = set()
+for path in glob.glob(os.path.join(INFRA, "*.tf")):
+    text = open(path).read()
+    alarmed |= set(re.findall(r'\bmetric\s*=\s*"(\w+)"', text))
+    alarmed |= set(re.findall(r'\[\s*"Atlas"\s*,\s*"(\w+)"', text))
+if not alarmed:
+    errors.append("no alarm or dashboard names an Atlas metric")
+for name in sorted(alarmed - emitted):
+    errors.append(f"infra names the Atlas metric {name}, which no code emits (emitted: {sorted(emitted)})")
+
 if errors:
     print("infra check failed:")
     for e in errors:
         print(f"  - {e}")
     sys.exit(1)
 print(f"infra check: {len(functions)} functions, {len(env)} settings, {len(routes)} routes, "
+      f"{len(alarmed)} alarmed metrics, "
       f"{len(glob.glob(os.path.join(INFRA, 'environments', '*.tfvars')))} environments consistent")

@@ -171,3 +171,15 @@ variable "redshift_database" {
   type        = string
   default     = "atlas"
 }
+
+variable "alarm_email" {
+  description = "Address subscribed to the alarms' SNS topic (confirm the subscription mail); empty: subscribe yourself."
+  type        = string
+  default     = ""
+}
+
+variable "msk_offset_lag_alarm" {
+  description = "Records an MSK-triggered function may be behind its topic before the offset-lag alarm (the seed's Alarm 3 says 50,000)."
+  type        = number
+  default     = 50000
+}
