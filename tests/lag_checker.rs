@@ -390,3 +390,91 @@ async fn atlas_status_exits_by_the_worst_state() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("2 readings waiting for the flusher"), "{out}");
 }
+
+/// A tmux server of the test's own, killed when the test ends.
+struct Tmux(String);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .output()
+            .expect("tmux is required for this test (.ci/run installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "status"])
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+/// `atlas status --watch` as a person sees it in a terminal: the table,
+/// redrawn as the state changes, and Ctrl-C ending it with the last exit
+/// status.
+#[tokio::test]
+async fn atlas_status_watch_redraws_in_a_terminal() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    heartbeat::beat(&db.pool(DbRole::Worker), "test")
+        .await
+        .unwrap();
+    let (checker, _) = checker(&db, None, None);
+    checker.check().await.unwrap();
+
+    let tmux = Tmux(format!("atlas-{}", db.name));
+    let command = format!(
+        "env -u ATLAS_REPLICA_URLS -u ATLAS_CDC_SLOT -u ATLAS_WAREHOUSE_URL {} status --watch \
+         --database-url {}; echo EXIT:$?; sleep 60",
+        atlas_bin().display(),
+        db.url
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "status",
+        "-x",
+        "160",
+        "-y",
+        "20",
+        &command,
+    ]);
+    eventually(
+        async || {
+            let screen = tmux.screen();
+            screen
+                .lines()
+                .any(|l| l.starts_with("staging") && l.contains("green"))
+        },
+        "the table in the terminal",
+    )
+    .await;
+    let screen = tmux.screen();
+    assert!(screen.starts_with("PATH"), "drawn from the top:\n{screen}");
+
+    // A backlog appears; the next redraw shows it without a restart.
+    stage_aged(&db, 90).await;
+    checker.check().await.unwrap();
+    eventually(
+        async || {
+            tmux.screen()
+                .lines()
+                .any(|l| l.starts_with("staging") && l.contains("red"))
+        },
+        "the redraw to show the backlog",
+    )
+    .await;
+    tmux.run(&["send-keys", "-t", "status", "C-c"]);
+    eventually(
+        async || tmux.screen().contains("EXIT:2"),
+        "Ctrl-C to end it with status 2",
+    )
+    .await;
+}
