@@ -75,6 +75,7 @@ resource "aws_apigatewayv2_route" "query" {
     "GET /v1/analytics/attributes/{name}/stats"           = "read"
     "GET /v1/analytics/attributes/{name}/daily"           = "read"
     "GET /v1/plugins"                                     = "read"
+    "GET /v1/status"                                      = "read"
     "PUT /v1/plugins/{name}"                              = "admin"
     "DELETE /v1/plugins/{name}"                           = "admin"
     "POST /v1/plugins/{name}/versions/{version}/activate" = "admin"

@@ -478,3 +478,71 @@ async fn atlas_status_watch_redraws_in_a_terminal() {
     )
     .await;
 }
+
+/// `GET /v1/status` answers what the checker published, the same for any
+/// tenant, with the worst state on top.
+#[tokio::test]
+async fn the_api_serves_the_published_status_to_any_tenant() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    let api = atlas_tests::query_api(&db);
+    let get = async |tenant: &str| {
+        let resp = atlas_query::http::handle(
+            &api,
+            atlas_tests::api_request(tenant, "GET", "/v1/status", None),
+        )
+        .await;
+        (resp.status().as_u16(), atlas_tests::body_json(&resp))
+    };
+    let (code, nothing) = get("1").await;
+    assert_eq!(code, 200, "{nothing}");
+    assert_eq!(
+        (
+            nothing["state"].as_str(),
+            nothing["paths"].as_array().map(Vec::len)
+        ),
+        (Some("red"), Some(0))
+    );
+
+    heartbeat::beat(&db.pool(DbRole::Worker), "test")
+        .await
+        .unwrap();
+    stage_aged(&db, 5).await;
+    let (checker, _) = checker(&db, None, None);
+    checker.check().await.unwrap();
+    let (code, one) = get("1").await;
+    assert_eq!(code, 200, "{one}");
+    assert_eq!(
+        (one["state"].as_str(), one["label"].as_str()),
+        (Some("yellow"), Some("Near real-time"))
+    );
+    let staging = one["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == "staging")
+        .unwrap();
+    assert_eq!(staging["state"], "yellow");
+    assert!(staging["lag_seconds"].as_f64().unwrap() >= 5.0, "{staging}");
+    assert!(staging["age_seconds"].as_f64().unwrap() < 60.0, "{staging}");
+    let (_, two) = get("2").await;
+    let published = |body: &serde_json::Value| -> Vec<(String, String, String)> {
+        body["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["path"].to_string(),
+                    p["state"].to_string(),
+                    p["measured_at"].to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        published(&one),
+        published(&two),
+        "the same for every tenant"
+    );
+}

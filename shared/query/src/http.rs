@@ -181,6 +181,8 @@ async fn route(api: &QueryApi, path: &str, req: Request) -> Result<Response<Body
             Err(ApiError::method_not_allowed("GET"))
         }
         (["v1", "attributes"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["v1", "status"], &Method::GET) => get_status(api, &req).await,
+        (["v1", "status"], _) => Err(ApiError::method_not_allowed("GET")),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }
@@ -317,6 +319,59 @@ async fn patch_attribute(
             Ok(json(StatusCode::ACCEPTED, &a))
         }
     }
+}
+
+/// How fresh each read path is, as the lag checker last published it. It
+/// holds no tenant's data: every tenant sees the same.
+async fn get_status(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiError> {
+    no_query(req, "/v1/status")?;
+    let rows = atlas_freshness::status::read(api.router.primary())
+        .await
+        .map_err(unavailable)?;
+    let now = Utc::now();
+    let worst = atlas_freshness::status::worst(&rows);
+    let paths: Vec<PathStatus> = rows
+        .iter()
+        .map(|r| PathStatus {
+            path: &r.path,
+            state: r.state,
+            label: r.state.label(),
+            lag_seconds: r.lag_seconds,
+            measured_at: r.measured_at,
+            age_seconds: ((now - r.measured_at).as_seconds_f64().max(0.0) * 1000.0).round()
+                / 1000.0,
+            detail: &r.detail,
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &StatusBody {
+            state: worst,
+            label: worst.label(),
+            checked_at: now,
+            paths,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    /// The worst state of any path; red when nothing is published.
+    state: atlas_freshness::State,
+    label: &'static str,
+    checked_at: DateTime<Utc>,
+    paths: Vec<PathStatus<'a>>,
+}
+
+#[derive(Serialize)]
+struct PathStatus<'a> {
+    path: &'a str,
+    state: atlas_freshness::State,
+    label: &'static str,
+    lag_seconds: Option<f64>,
+    measured_at: DateTime<Utc>,
+    age_seconds: f64,
+    detail: &'a str,
 }
 
 async fn get_attribute(
