@@ -16,28 +16,28 @@ resource "aws_sns_topic_subscription" "alarms_email" {
 }
 
 locals {
-  # The lag checker names replicas 1, 2, ... in ATLAS_REPLICA_URLS' order.
-  replica_names = [for i in range(length(var.replica_urls)) : tostring(i + 1)]
-
-  # One entry per alarm on a lag checker metric. A checker that stops
-  # publishing is itself a reason to wake someone: missing data breaches
-  # where silence would hide the problem.
+  # One entry per alarm on a lag checker metric. Replica alarms watch the
+  # worst replica, so they hold however RDS discovery names replicas. A
+  # checker that stops publishing is itself a reason to wake someone:
+  # missing data breaches where silence would hide the problem.
   freshness_alarms = merge(
-    { for r in local.replica_names : "replica-${r}-lag-5s" => {
-      description = "Alarm 1: replica ${r} more than 5 s behind for 2 of 2 minutes (eventual reads are moving to the primary)"
-      metric      = "ReplicaLagSeconds", dimensions = { Replica = r }, statistic = "Maximum"
-      comparison  = "GreaterThanThreshold", threshold = 5, periods = 2, datapoints = 2, missing = "missing"
-    } },
-    { for r in local.replica_names : "replica-${r}-lag-10s" => {
-      description = "Alarm 2: replica ${r} more than 10 s behind (critical)"
-      metric      = "ReplicaLagSeconds", dimensions = { Replica = r }, statistic = "Maximum"
-      comparison  = "GreaterThanThreshold", threshold = 10, periods = 1, datapoints = 1, missing = "missing"
-    } },
-    { for r in local.replica_names : "replica-${r}-unreachable" => {
-      description = "Replica ${r} did not answer the lag checker for 2 minutes"
-      metric      = "ReplicaReachable", dimensions = { Replica = r }, statistic = "Minimum"
-      comparison  = "LessThanThreshold", threshold = 1, periods = 2, datapoints = 2, missing = "breaching"
-    } },
+    {
+      "replica-lag-5s" = {
+        description = "Alarm 1: a replica more than 5 s behind for 2 of 2 minutes (eventual reads are moving to the primary)"
+        metric      = "ReplicaLagMaxSeconds", dimensions = {}, statistic = "Maximum"
+        comparison  = "GreaterThanThreshold", threshold = 5, periods = 2, datapoints = 2, missing = "notBreaching"
+      }
+      "replica-lag-10s" = {
+        description = "Alarm 2: a replica more than 10 s behind (critical)"
+        metric      = "ReplicaLagMaxSeconds", dimensions = {}, statistic = "Maximum"
+        comparison  = "GreaterThanThreshold", threshold = 10, periods = 1, datapoints = 1, missing = "notBreaching"
+      }
+      "replica-unreachable" = {
+        description = "A replica did not answer the lag checker for 2 minutes"
+        metric      = "ReplicasUnreachable", dimensions = {}, statistic = "Maximum"
+        comparison  = "GreaterThanThreshold", threshold = 0, periods = 2, datapoints = 2, missing = "notBreaching"
+      }
+    },
     {
       "cdc-backlog" = {
         description = "Alarm 3: the CDC slot retains more than 1 GiB of WAL for 3 of 5 minutes (the connector or the loader is behind)"
@@ -134,8 +134,12 @@ resource "aws_cloudwatch_dashboard" "atlas" {
       {
         type = "metric", x = 0, y = 0, width = 12, height = 6
         properties = {
-          title       = "Replica lag (s)", region = var.region, view = "timeSeries", stat = "Maximum", period = 60
-          metrics     = [for r in local.replica_names : ["Atlas", "ReplicaLagSeconds", "Replica", r]]
+          title = "Replica lag (s)", region = var.region, view = "timeSeries", stat = "Maximum", period = 60
+          # Every replica, whatever it is called, and the worst of them.
+          metrics = [
+            [{ expression = "SEARCH('{Atlas,Replica} MetricName=\"ReplicaLagSeconds\"', 'Maximum', 60)", id = "each" }],
+            ["Atlas", "ReplicaLagMaxSeconds"],
+          ]
           annotations = { horizontal = [{ label = "Alarm 1", value = 5 }, { label = "Alarm 2", value = 10 }] }
         }
       },
@@ -172,4 +176,21 @@ resource "aws_cloudwatch_dashboard" "atlas" {
       },
     ]
   })
+}
+
+# Replica discovery (ATLAS_RDS_PRIMARY_ID): DescribeDBInstances cannot be
+# limited to one instance for listing replicas, so it is allowed on the
+# account's instances, read only.
+data "aws_iam_policy_document" "rds_discovery" {
+  statement {
+    actions   = ["rds:DescribeDBInstances"]
+    resources = ["arn:aws:rds:${var.region}:${data.aws_caller_identity.current.account_id}:db:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "rds_discovery" {
+  for_each = var.rds_primary_id == "" ? toset([]) : toset(["query-api", "lag-checker"])
+  name     = "rds-discovery"
+  role     = aws_iam_role.function[each.key].id
+  policy   = data.aws_iam_policy_document.rds_discovery.json
 }

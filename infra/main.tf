@@ -48,6 +48,7 @@ locals {
       timeout     = 70
       env = {
         ATLAS_REPLICA_URLS             = join(",", var.replica_urls)
+        ATLAS_RDS_PRIMARY_ID           = var.rds_primary_id
         ATLAS_LAG_CHECK_INTERVAL_MS    = "10000"
         ATLAS_LAG_CHECK_STOP_MARGIN_MS = "2000"
         # The Debezium connector's slot.name (infra/debezium/connector.json).
@@ -64,6 +65,7 @@ locals {
         ATLAS_OBJECT_STORE         = local.plugin_store
         ATLAS_CATALOG_TTL_MS       = "5000"
         ATLAS_REPLICA_URLS         = join(",", var.replica_urls)
+        ATLAS_RDS_PRIMARY_ID       = var.rds_primary_id
         ATLAS_REPLICA_MAX_LAG_SECS = "5"
         ATLAS_PRIMARY_FALLBACK_MAX = "16"
         ATLAS_REDIS_URL            = var.redis_url

@@ -36,6 +36,12 @@ variable "db_resource_id" {
   default     = ""
 }
 
+variable "rds_primary_id" {
+  description = "RDS instance identifier of the primary: its read replicas, as RDS lists them at each cold start, replace replica_urls (same login and database, their own endpoints). Empty: replica_urls."
+  type        = string
+  default     = ""
+}
+
 variable "replica_urls" {
   description = "PostgreSQL URLs of streaming replicas (e.g. RDS read replicas) for eventual and analytics reads; empty sends every read to the primary."
   type        = list(string)

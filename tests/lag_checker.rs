@@ -546,3 +546,67 @@ async fn the_api_serves_the_published_status_to_any_tenant() {
         "the same for every tenant"
     );
 }
+
+/// With `ATLAS_RDS_PRIMARY_ID`, the replicas are the primary's read
+/// replicas as RDS lists them (moto stands in for RDS), named by their
+/// identifiers, each at its own endpoint with the primary's login and
+/// database.
+#[tokio::test]
+async fn replicas_are_discovered_through_rds() {
+    let sdk = aws_config::load_from_env().await;
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let primary = format!("atlas-primary-{}", fastrand::u32(..));
+    rds.create_db_instance()
+        .db_instance_identifier(&primary)
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("atlas")
+        .master_user_password("not-a-real-password")
+        .send()
+        .await
+        .expect("an RDS API (moto at AWS_ENDPOINT_URL) is required for this test");
+    for suffix in ["b", "a"] {
+        rds.create_db_instance_read_replica()
+            .db_instance_identifier(format!("{primary}-{suffix}"))
+            .source_db_instance_identifier(&primary)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let found = atlas_cloud::rds::read_replicas(&rds, &primary)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [format!("{primary}-a"), format!("{primary}-b")]);
+    for r in &found {
+        assert!(r.host.starts_with(&r.id), "{r:?}");
+        assert!(r.port > 0, "{r:?}");
+    }
+    let missing = atlas_cloud::rds::read_replicas(&rds, "no-such-instance").await;
+    assert!(
+        missing
+            .unwrap_err()
+            .to_string()
+            .contains("RDS replica discovery")
+    );
+
+    // Through the lag checker's start: each discovered replica is measured
+    // under its identifier (moto's endpoints lead nowhere, so unreachable).
+    let db = TestDb::new().await;
+    let settings = atlas_app::Settings::from_vars(|name| match name {
+        "DATABASE_URL" => Some(db.url.clone()),
+        "ATLAS_RDS_PRIMARY_ID" => Some(primary.clone()),
+        "ATLAS_REPLICA_URLS" | "ATLAS_CDC_SLOT" | "ATLAS_WAREHOUSE_URL" => None,
+        other => std::env::var(other).ok(),
+    })
+    .unwrap();
+    let checker = atlas_app::startup::lag_checker(&settings).await.unwrap();
+    let rows = checker.check().await.unwrap();
+    for id in &ids {
+        let row = path(&rows, &format!("replica:{id}"));
+        assert_eq!(row.state, State::Red, "{row:?}");
+        assert!(row.detail.starts_with("unreachable"), "{row:?}");
+    }
+}

@@ -45,6 +45,9 @@ pub struct Settings {
     pub database: DbSettings,
     /// `ATLAS_REPLICA_URLS`: comma separated, the primary's other settings.
     pub replica_urls: Vec<String>,
+    /// `ATLAS_RDS_PRIMARY_ID`: the primary's RDS instance identifier; its
+    /// read replicas, as RDS lists them, replace `ATLAS_REPLICA_URLS`.
+    pub rds_primary_id: Option<String>,
     /// `ATLAS_OBJECT_STORE`: `s3://bucket[/prefix]` or a directory.
     pub objects: Option<Location>,
     /// `ATLAS_REDIS_URL` (none: no cache), `ATLAS_CACHE_TTL_SECS`,
@@ -85,6 +88,7 @@ impl Settings {
                 .filter(|u| !u.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            rds_primary_id: env.text("ATLAS_RDS_PRIMARY_ID"),
             objects: match env.text("ATLAS_OBJECT_STORE") {
                 Some(raw) => Some(parse_with("ATLAS_OBJECT_STORE", raw, str::parse)?),
                 None => None,

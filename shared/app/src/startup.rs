@@ -1,7 +1,8 @@
 //! One composition root per function: what it is built from, given the
-//! settings. Building never connects (Lambda init stays fast, and a database
-//! outage shows per request rather than as a crash loop), so only a setting
-//! can fail here.
+//! settings. Building never connects to a database (Lambda init stays fast,
+//! and a database outage shows per request rather than as a crash loop), so
+//! only a setting, or RDS replica discovery when it is configured, can fail
+//! here.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +33,8 @@ pub enum StartupError {
     Objects(#[from] atlas_objects::ObjectError),
     #[error(transparent)]
     Cache(#[from] atlas_cache::CacheError),
+    #[error(transparent)]
+    Discovery(#[from] atlas_cloud::rds::DiscoveryError),
     #[error("plugin host: {0}")]
     Plugins(#[from] atlas_plugin_host::PluginError),
 }
@@ -62,7 +65,8 @@ pub async fn query_api(settings: &Settings) -> Result<QueryApi, StartupError> {
         generic_plans: true,
         ..app.clone()
     };
-    let replicas = replica_pools(settings, &primary)?
+    let replicas = replica_pools(settings, &primary)
+        .await?
         .into_iter()
         .map(|(name, pool)| Replica::new(name, pool))
         .collect();
@@ -121,7 +125,7 @@ pub fn heartbeat(settings: &Settings) -> Result<Heartbeat, StartupError> {
 /// the warehouse's watermark when one is configured.
 pub async fn lag_checker(settings: &Settings) -> Result<LagChecker, StartupError> {
     let primary = settings.database(DbRole::Worker)?;
-    let replicas = replica_pools(settings, &primary)?;
+    let replicas = replica_pools(settings, &primary).await?;
     let mut checker = LagChecker::new(
         primary.pool()?,
         settings.lag_checker.clone(),
@@ -200,24 +204,39 @@ async fn warehouse(
     Ok(Arc::new(redshift))
 }
 
-/// Each of `ATLAS_REPLICA_URLS`, named 1, 2, ... in their order, with
-/// `primary`'s other settings.
-fn replica_pools(
+/// The replicas, each with `primary`'s other settings: the primary's read
+/// replicas as RDS lists them, named by their identifiers, when
+/// `ATLAS_RDS_PRIMARY_ID` is set (one `DescribeDBInstances` per replica,
+/// at start); else each of `ATLAS_REPLICA_URLS`, named 1, 2, ... in order.
+/// The query API and the lag checker name them alike.
+async fn replica_pools(
     settings: &Settings,
     primary: &DbConfig,
-) -> Result<Vec<(String, Pool)>, StoreError> {
-    settings
-        .replica_urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| {
-            let cfg = DbConfig {
-                url: url.clone(),
-                ..primary.clone()
-            };
-            Ok(((i + 1).to_string(), cfg.pool()?))
-        })
-        .collect()
+) -> Result<Vec<(String, Pool)>, StartupError> {
+    let replica = |name: String, url: String| -> Result<(String, Pool), StoreError> {
+        let cfg = DbConfig {
+            url,
+            ..primary.clone()
+        };
+        Ok((name, cfg.pool()?))
+    };
+    Ok(match &settings.rds_primary_id {
+        Some(id) => {
+            let sdk = aws_config::load_from_env().await;
+            let rds = aws_sdk_rds::Client::new(&sdk);
+            atlas_cloud::rds::read_replicas(&rds, id)
+                .await?
+                .into_iter()
+                .map(|r| replica(r.id, atlas_store::with_host(&primary.url, &r.host, r.port)))
+                .collect::<Result<_, _>>()?
+        }
+        None => settings
+            .replica_urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| replica((i + 1).to_string(), url.clone()))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 fn hot_cache(settings: &Settings) -> Result<Option<Arc<HotCache>>, StartupError> {

@@ -1,5 +1,5 @@
-//! `atlas dev`: the write path, the query API, the heartbeat, and the
-//! change pipeline into a local warehouse (the change tap standing in for
+//! `atlas dev`: the write path, the query API, the heartbeat, the lag
+//! checker, and the change pipeline into a local warehouse (the change tap standing in for
 //! Debezium and MSK, then the CDC-batch loader) on one machine.
 
 use std::future::Future;
@@ -77,6 +77,7 @@ async fn serve(
     let query = Arc::new(startup::query_api(&settings).await?);
     let flusher = tokio::spawn(flush_forever(startup::flusher(&settings)?));
     let heartbeat = tokio::spawn(heartbeat_forever(startup::heartbeat(&settings)?));
+    let lag_checker = tokio::spawn(check_forever(startup::lag_checker(&settings).await?));
     let changes = tokio::spawn(changes_forever(
         url.to_owned(),
         startup::cdc_loader(&settings).await?,
@@ -94,7 +95,8 @@ async fn serve(
         .route(atlas_plugins::http::PREFIX, query_handler(&query))
         .route(atlas_query::http::ENTITIES, query_handler(&query))
         .route(atlas_query::http::ATTRIBUTES, query_handler(&query))
-        .route(atlas_query::http::ANALYTICS, query_handler(&query));
+        .route(atlas_query::http::ANALYTICS, query_handler(&query))
+        .route(atlas_query::http::STATUS, query_handler(&query));
     let gateway = LocalGateway {
         routes,
         signer: Arc::new(Signer::new(&secret)?),
@@ -105,6 +107,7 @@ async fn serve(
     let served = gateway.serve(listener, shutdown).await;
     flusher.abort();
     heartbeat.abort();
+    lag_checker.abort();
     changes.abort();
     Ok(served?)
 }
@@ -241,6 +244,18 @@ async fn flush_forever(flusher: Flusher) {
             if t.moved > 0 {
                 tracing::info!(rows = t.moved, new = t.inserted, "flushed");
             }
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn check_forever(checker: atlas_freshness::LagChecker) {
+    every_minute("lag check", |deadline| {
+        let checker = &checker;
+        async move {
+            let runs = checker.run_until(deadline).await?;
+            tracing::debug!(?runs, "lag checker run");
             Ok(())
         }
     })

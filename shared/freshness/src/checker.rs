@@ -148,14 +148,25 @@ pub fn samples(f: &Figures) -> Vec<Sample> {
             }
         })
         .collect();
-    let mut values = vec![
+    let mut values = Vec::new();
+    // The alarms watch the worst replica, whatever the replicas are called
+    // (RDS discovery names them).
+    if !f.replicas.is_empty() {
+        let lags = f.replicas.iter().filter_map(|r| r.heartbeat_lag_s);
+        if let Some(worst) = lags.reduce(f64::max) {
+            values.push(("ReplicaLagMaxSeconds", worst, Unit::Seconds));
+        }
+        let down = f.replicas.iter().filter(|r| !r.reachable).count();
+        values.push(("ReplicasUnreachable", down as f64, Unit::Count));
+    }
+    values.extend([
         ("StagingDepth", f.staging_depth as f64, Unit::Count),
         (
             "StagingOldestSeconds",
             f.staging_oldest_s.unwrap_or(0.0),
             Unit::Seconds,
         ),
-    ];
+    ]);
     if let Some(age) = f.heartbeat_age_s {
         values.push(("HeartbeatAgeSeconds", age, Unit::Seconds));
     }
@@ -384,11 +395,14 @@ mod tests {
             json!({
                 "_aws": {"Timestamp": 1_764_669_600_000_i64, "CloudWatchMetrics": [{
                     "Namespace": "Atlas", "Dimensions": [[]],
-                    "Metrics": [{"Name": "StagingDepth", "Unit": "Count"},
+                    "Metrics": [{"Name": "ReplicaLagMaxSeconds", "Unit": "Seconds"},
+                                {"Name": "ReplicasUnreachable", "Unit": "Count"},
+                                {"Name": "StagingDepth", "Unit": "Count"},
                                 {"Name": "StagingOldestSeconds", "Unit": "Seconds"},
                                 {"Name": "HeartbeatAgeSeconds", "Unit": "Seconds"},
                                 {"Name": "CdcSlotRetainedBytes", "Unit": "Bytes"},
                                 {"Name": "AnalyticsLagSeconds", "Unit": "Seconds"}]}]},
+                "ReplicaLagMaxSeconds": 2.5, "ReplicasUnreachable": 1.0,
                 "StagingDepth": 1200.0, "StagingOldestSeconds": 4.5,
                 "HeartbeatAgeSeconds": 3.0, "CdcSlotRetainedBytes": 2147483648.0,
                 "AnalyticsLagSeconds": 75.0

@@ -40,6 +40,7 @@ use crate::{CacheStatus, Consistency, Entity, Freshness, History, Missing, Query
 pub const ENTITIES: &str = "/v1/entities";
 pub const ATTRIBUTES: &str = "/v1/attributes";
 pub const ANALYTICS: &str = "/v1/analytics";
+pub const STATUS: &str = "/v1/status";
 
 /// Everything the query API serves from.
 pub struct QueryApi {

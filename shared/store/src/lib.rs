@@ -21,7 +21,7 @@ pub use catalog::{AttributeDef, Catalog, TenantCatalog};
 pub use deadpool_postgres::Transaction;
 pub use error::StoreError;
 pub use migrate::{ensure_partitions, migrate};
-pub use pool::{DbConfig, DbRole, Pool, redact_url, with_database};
+pub use pool::{DbConfig, DbRole, Pool, redact_url, with_database, with_host};
 pub use provision::{ensure_attribute, ensure_tenant};
 pub use staging::stage;
 pub use tenant::begin_tenant;

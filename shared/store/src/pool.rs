@@ -366,9 +366,43 @@ pub fn with_database(url: &str, db: &str) -> String {
     }
 }
 
+/// `url` with its host and port swapped, the rest (login, database,
+/// options) kept: a replica's URL from the primary's.
+pub fn with_host(url: &str, host: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (authority, tail) = rest
+        .find(['/', '?'])
+        .map_or((rest, ""), |i| rest.split_at(i));
+    let login = authority.rsplit_once('@').map(|(login, _)| login);
+    match login {
+        Some(login) => format!("{scheme}://{login}@{host}:{port}{tail}"),
+        None => format!("{scheme}://{host}:{port}{tail}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_host_swaps_only_host_and_port() {
+        assert_eq!(
+            with_host(
+                "postgres://u:p@w@primary:5432/atlas?sslmode=require",
+                "r1.rds",
+                6432
+            ),
+            "postgres://u:p@w@r1.rds:6432/atlas?sslmode=require"
+        );
+        assert_eq!(
+            with_host("postgresql://primary/atlas", "r1", 5432),
+            "postgresql://r1:5432/atlas"
+        );
+        assert_eq!(
+            with_host("postgres://u@primary", "r1", 1),
+            "postgres://u@r1:1"
+        );
+    }
 
     #[test]
     fn with_database_swaps_only_the_name() {
