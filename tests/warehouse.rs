@@ -13,6 +13,8 @@ async fn the_schema_applies_on_first_use_and_again_without_change() {
     let db = TestDb::new().await;
     let pool = DbConfig::new(&db.url, DbRole::AsLogin).pool().unwrap();
     let warehouse = PgWarehouse::new(pool.clone());
+    // Before any load has made the tables, it holds nothing: not an error.
+    assert_eq!(warehouse.data_as_of().await.unwrap(), None);
     // Two loaders starting at once, then a restart.
     let (a, b) = tokio::join!(warehouse.apply_schema(), warehouse.apply_schema());
     a.unwrap();

@@ -28,30 +28,16 @@ pub async fn read_replicas(
     client: &aws_sdk_rds::Client,
     primary: &str,
 ) -> Result<Vec<ReplicaEndpoint>, DiscoveryError> {
-    let described = client
-        .describe_db_instances()
-        .db_instance_identifier(primary)
-        .send()
-        .await
-        .map_err(sdk_error)?;
-    let instance = described
-        .db_instances()
-        .first()
+    let instance = describe(client, primary)
+        .await?
         .ok_or_else(|| DiscoveryError(format!("no DB instance {primary}")))?;
     let mut ids = instance.read_replica_db_instance_identifiers().to_vec();
     ids.sort();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let replica = client
-            .describe_db_instances()
-            .db_instance_identifier(&id)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let endpoint = replica
-            .db_instances()
-            .first()
-            .and_then(|i| i.endpoint())
+        let endpoint = describe(client, &id)
+            .await?
+            .and_then(|i| i.endpoint().cloned())
             .and_then(|e| Some((e.address()?.to_owned(), e.port()?)));
         match endpoint {
             Some((host, port)) => {
@@ -63,4 +49,17 @@ pub async fn read_replicas(
         }
     }
     Ok(out)
+}
+
+async fn describe(
+    client: &aws_sdk_rds::Client,
+    id: &str,
+) -> Result<Option<aws_sdk_rds::types::DbInstance>, DiscoveryError> {
+    let out = client
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .map_err(sdk_error)?;
+    Ok(out.db_instances().first().cloned())
 }

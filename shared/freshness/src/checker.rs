@@ -246,7 +246,10 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<Published> {
         "staging".into(),
         Some(oldest),
         State::of(Some(oldest)),
-        format!("{} readings waiting for the flusher", f.staging_depth),
+        match f.staging_depth {
+            1 => "1 reading waiting for the flusher".to_owned(),
+            n => format!("{n} readings waiting for the flusher"),
+        },
     ));
     if let Some(slot) = &f.cdc {
         out.push(match (slot.found, slot.retained_bytes) {

@@ -188,10 +188,21 @@ impl PgWarehouse {
             .collect())
     }
 
+    /// `None` too before the first load has created the tables: a warehouse
+    /// without them holds nothing yet, which is not an outage.
     pub async fn data_as_of(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(reads::DATA_AS_OF).await?;
-        Ok(client.query_one(&stmt, &[]).await?.get(0))
+        let read = async {
+            let stmt = client.prepare_cached(reads::DATA_AS_OF).await?;
+            client.query_one(&stmt, &[]).await
+        };
+        match read.await {
+            Ok(row) => Ok(row.get(0)),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
