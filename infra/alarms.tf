@@ -54,6 +54,11 @@ locals {
         metric      = "HeartbeatAgeSeconds", dimensions = {}, statistic = "Minimum"
         comparison  = "GreaterThanThreshold", threshold = 60, periods = 2, datapoints = 2, missing = "breaching"
       }
+      "projection-divergent" = {
+        description = "Sampled hot projections have disagreed with their latest readings for 15 minutes (longer than a promotion takes)"
+        metric      = "DivergentEntities", dimensions = {}, statistic = "Minimum"
+        comparison  = "GreaterThanThreshold", threshold = 0, periods = 15, datapoints = 15, missing = "notBreaching"
+      }
       "staging-oldest-60s" = {
         description = "A reading has waited over 60 s in staging: the flusher is behind or down"
         metric      = "StagingOldestSeconds", dimensions = {}, statistic = "Maximum"

@@ -610,3 +610,49 @@ async fn replicas_are_discovered_through_rds() {
         assert!(row.detail.starts_with("unreachable"), "{row:?}");
     }
 }
+
+/// The sampled projections hold against their latest readings; one made
+/// wrong behind the flusher's back is found, counted and published.
+#[tokio::test]
+async fn a_wrong_hot_projection_is_found_by_the_sample() {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    heartbeat::beat(&db.pool(DbRole::Worker), "test")
+        .await
+        .unwrap();
+    let readings: Vec<serde_json::Value> = (1..=40)
+        .map(|e| serde_json::json!({"entity_id": e, "attribute": "temperature", "value": 20.0 + e as f64}))
+        .collect();
+    atlas_tests::post_readings(&db, "1", serde_json::Value::Array(readings)).await;
+    atlas_tests::flush_all(&db).await;
+    let (checker, recorded) = checker(&db, None, None);
+
+    let f = checker.measure().await.unwrap();
+    assert_eq!(
+        f.divergence.map(|d| (d.sampled, d.divergent)),
+        Some((40, 0)),
+        "a table smaller than the sample is sampled whole"
+    );
+    assert_eq!(
+        path(&checker.check().await.unwrap(), "projection").state,
+        State::Green
+    );
+
+    db.owner()
+        .await
+        .execute(
+            "UPDATE entity_jsonb SET hot_attrs = jsonb_set(hot_attrs, '{temperature}', '-1') \
+             WHERE tenant_id = 1 AND entity_id IN (3, 7)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows = checker.check().await.unwrap();
+    let projection = path(&rows, "projection");
+    assert_eq!(projection.state, State::Yellow, "{projection:?}");
+    assert!(
+        projection.detail.starts_with("2 of 40 sampled"),
+        "{projection:?}"
+    );
+    assert_eq!(recorded.last("DivergentEntities"), Some(2.0));
+}

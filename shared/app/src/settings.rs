@@ -409,6 +409,10 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             stop_margin: self.millis("ATLAS_LAG_CHECK_STOP_MARGIN_MS", d.stop_margin)?,
             cdc_slot: self.text("ATLAS_CDC_SLOT"),
             heartbeat_stale: self.seconds("ATLAS_HEARTBEAT_STALE_SECS", d.heartbeat_stale)?,
+            divergence_sample: {
+                let n = self.parsed("ATLAS_DIVERGENCE_SAMPLE", d.divergence_sample)?;
+                self.within("ATLAS_DIVERGENCE_SAMPLE", n, 0..=10_000, |n| n.to_string())?
+            },
         })
     }
 

@@ -27,6 +27,9 @@ pub struct CheckerConfig {
     /// `ATLAS_HEARTBEAT_STALE_SECS` (default 30): a newest heartbeat older
     /// than this means the writer is down, and replica lag cannot be told.
     pub heartbeat_stale: Duration,
+    /// `ATLAS_DIVERGENCE_SAMPLE` (default 100, 0 to 10000; 0: none): hot
+    /// projections held against their latest readings per measurement.
+    pub divergence_sample: i64,
 }
 
 impl Default for CheckerConfig {
@@ -36,6 +39,7 @@ impl Default for CheckerConfig {
             stop_margin: Duration::from_secs(2),
             cdc_slot: None,
             heartbeat_stale: Duration::from_secs(30),
+            divergence_sample: 100,
         }
     }
 }
@@ -87,6 +91,7 @@ impl LagChecker {
             &self.primary,
             &self.replicas,
             self.config.cdc_slot.as_deref(),
+            self.config.divergence_sample,
             self.warehouse.as_deref(),
         )
         .await
@@ -173,6 +178,9 @@ pub fn samples(f: &Figures) -> Vec<Sample> {
     if let Some(bytes) = f.cdc.as_ref().and_then(|s| s.retained_bytes) {
         values.push(("CdcSlotRetainedBytes", bytes as f64, Unit::Bytes));
     }
+    if let Some(d) = f.divergence {
+        values.push(("DivergentEntities", d.divergent as f64, Unit::Count));
+    }
     if let Some(lag) = f.analytics_lag_s {
         values.push(("AnalyticsLagSeconds", lag, Unit::Seconds));
     }
@@ -251,6 +259,27 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<Published> {
             n => format!("{n} readings waiting for the flusher"),
         },
     ));
+    if let Some(d) = f.divergence {
+        out.push(row(
+            "projection".into(),
+            None,
+            if d.divergent == 0 {
+                State::Green
+            } else {
+                State::Yellow
+            },
+            format!(
+                "{} of {} sampled entities' hot projection differs from their latest readings{}",
+                d.divergent,
+                d.sampled,
+                if d.divergent == 0 {
+                    ""
+                } else {
+                    " (a promotion in progress, or run atlas reconcile)"
+                }
+            ),
+        ));
+    }
     if let Some(slot) = &f.cdc {
         out.push(match (slot.found, slot.retained_bytes) {
             (false, _) => row(
@@ -333,7 +362,7 @@ async fn write_status(pool: &Pool, rows: &[Published]) -> Result<(), StoreError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{ReplicaFigures, SlotFigures};
+    use crate::measure::{DivergenceFigures, ReplicaFigures, SlotFigures};
     use atlas_cloud::metrics::Emf;
     use serde_json::json;
 
@@ -366,6 +395,10 @@ mod tests {
                 found: true,
                 active: true,
                 retained_bytes: Some(2 << 30),
+            }),
+            divergence: Some(DivergenceFigures {
+                sampled: 100,
+                divergent: 2,
             }),
             analytics_lag_s: Some(75.0),
             warehouse_error: None,
@@ -404,10 +437,12 @@ mod tests {
                                 {"Name": "StagingOldestSeconds", "Unit": "Seconds"},
                                 {"Name": "HeartbeatAgeSeconds", "Unit": "Seconds"},
                                 {"Name": "CdcSlotRetainedBytes", "Unit": "Bytes"},
+                                {"Name": "DivergentEntities", "Unit": "Count"},
                                 {"Name": "AnalyticsLagSeconds", "Unit": "Seconds"}]}]},
                 "ReplicaLagMaxSeconds": 2.5, "ReplicasUnreachable": 1.0,
                 "StagingDepth": 1200.0, "StagingOldestSeconds": 4.5,
                 "HeartbeatAgeSeconds": 3.0, "CdcSlotRetainedBytes": 2147483648.0,
+                "DivergentEntities": 2.0,
                 "AnalyticsLagSeconds": 75.0
             })
         );
@@ -425,6 +460,7 @@ mod tests {
                 ("replica:1", State::Yellow),
                 ("replica:2", State::Red),
                 ("staging", State::Yellow),
+                ("projection", State::Yellow),
                 ("cdc", State::Orange),
                 ("warehouse", State::Red),
             ]
@@ -433,6 +469,11 @@ mod tests {
         assert_eq!(rows[3].detail, "unreachable: connection refused");
         assert_eq!(
             rows[5].detail,
+            "2 of 100 sampled entities' hot projection differs from their latest readings \
+             (a promotion in progress, or run atlas reconcile)"
+        );
+        assert_eq!(
+            rows[6].detail,
             "slot atlas_cdc: 2147483648 bytes of WAL retained, streaming"
         );
     }

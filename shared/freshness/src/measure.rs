@@ -63,10 +63,78 @@ pub struct Figures {
     pub staging_oldest_s: Option<f64>,
     /// `None` when no slot is watched.
     pub cdc: Option<SlotFigures>,
+    /// Hot projections checked against their latest readings; `None` when
+    /// not sampled.
+    pub divergence: Option<DivergenceFigures>,
     /// Now minus the newest source commit the warehouse holds; `None` when
     /// there is no warehouse, it holds nothing yet, or it failed.
     pub analytics_lag_s: Option<f64>,
     pub warehouse_error: Option<String>,
+}
+
+/// A sample of hot projections held against their latest readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DivergenceFigures {
+    pub sampled: i64,
+    /// Entities whose projection differs (as `atlas reconcile` judges it).
+    pub divergent: i64,
+}
+
+/// The reconcile check's rule (`atlas_store::hot::divergent`), on a sample
+/// of pages of `entity_jsonb` rather than a tenant's whole time series: a
+/// hot attribute whose projected value is not its latest reading, or a cold
+/// one in the projection at all. An entity mid-promotion counts until the
+/// background work reaches it.
+const DIVERGENT_SAMPLE: &str = r#"
+WITH sample AS (
+    SELECT tenant_id, entity_id, hot_attrs FROM entity_jsonb TABLESAMPLE SYSTEM ($1) LIMIT $2
+)
+SELECT count(*),
+       count(*) FILTER (WHERE
+           EXISTS (SELECT 1 FROM attributes a
+                   WHERE a.tenant_id = s.tenant_id AND NOT a.is_hot
+                     AND s.hot_attrs ? a.attribute_name::text)
+        OR EXISTS (SELECT 1 FROM attributes a
+                   WHERE a.tenant_id = s.tenant_id AND a.is_hot
+                     AND (s.hot_attrs -> a.attribute_name::text) IS DISTINCT FROM
+                         (SELECT coalesce(to_jsonb(ts.value_int), to_jsonb(ts.value_decimal),
+                                          to_jsonb(ts.value_bool), to_jsonb(ts.value_timestamp),
+                                          to_jsonb(ts.value))
+                          FROM entity_values_ts ts
+                          WHERE ts.tenant_id = s.tenant_id AND ts.entity_id = s.entity_id
+                            AND ts.attribute_id = a.attribute_id
+                          ORDER BY ts.ingested_at DESC LIMIT 1)))
+FROM sample s
+"#;
+
+/// About `n` projections, from whole pages (TABLESAMPLE SYSTEM, so the
+/// table is never scanned whole): the percentage is sized from the
+/// planner's row estimate, twice over, and the rows cut to `n`.
+async fn sample_divergence(
+    client: &tokio_postgres::Client,
+    n: i64,
+) -> Result<DivergenceFigures, StoreError> {
+    let rows: f64 = client
+        .query_one(
+            "SELECT coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples > 0), 0)::float8 \
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'entity_jsonb'::regclass",
+            &[],
+        )
+        .await?
+        .get(0);
+    let percent = if rows <= 2.0 * n as f64 {
+        100.0
+    } else {
+        (200.0 * n as f64 / rows).clamp(0.01, 100.0)
+    };
+    let row = client
+        .query_one(DIVERGENT_SAMPLE, &[&(percent as f32), &n])
+        .await?;
+    Ok(DivergenceFigures {
+        sampled: row.get(0),
+        divergent: row.get(1),
+    })
 }
 
 /// What a replica says of itself.
@@ -110,11 +178,16 @@ struct PrimaryRead {
     staging_depth: i64,
     staging_oldest_s: Option<f64>,
     slot: Option<SlotFigures>,
+    divergence: Option<DivergenceFigures>,
 }
 
 /// Staging is counted whole: it is small while the flusher keeps up, and
 /// a backlog is when its true depth matters.
-async fn read_primary(pool: &Pool, slot: Option<&str>) -> Result<PrimaryRead, StoreError> {
+async fn read_primary(
+    pool: &Pool,
+    slot: Option<&str>,
+    divergence_sample: i64,
+) -> Result<PrimaryRead, StoreError> {
     let client = pool.get().await?;
     let row = client
         .query_one(
@@ -143,7 +216,12 @@ async fn read_primary(pool: &Pool, slot: Option<&str>) -> Result<PrimaryRead, St
             })
         }
     };
+    let divergence = match divergence_sample {
+        0 => None,
+        n => Some(sample_divergence(&client, n).await?),
+    };
     Ok(PrimaryRead {
+        divergence,
         newest_beat: row.get(0),
         heartbeat_age_s: row.get(1),
         wal_lsn: row.get(2),
@@ -159,13 +237,14 @@ pub async fn figures(
     primary: &Pool,
     replicas: &[(String, Pool)],
     slot: Option<&str>,
+    divergence_sample: i64,
     warehouse: Option<&dyn Warehouse>,
 ) -> Result<Figures, StoreError> {
     let mut read = Vec::with_capacity(replicas.len());
     for (name, pool) in replicas {
         read.push((name, bounded(read_replica(pool)).await));
     }
-    let p = read_primary(primary, slot).await?;
+    let p = read_primary(primary, slot, divergence_sample).await?;
     let replicas = read
         .into_iter()
         .map(|(name, r)| match r {
@@ -207,6 +286,7 @@ pub async fn figures(
         staging_depth: p.staging_depth,
         staging_oldest_s: p.staging_oldest_s,
         cdc: p.slot,
+        divergence: p.divergence,
         analytics_lag_s,
         warehouse_error,
     })
