@@ -62,6 +62,33 @@ fn path<'a>(rows: &'a [Published], path: &str) -> &'a Published {
         .unwrap_or_else(|| panic!("no {path} row in {rows:?}"))
 }
 
+/// Tenant 1's demo catalog and one heartbeat, on a fresh database.
+async fn demo_db() -> TestDb {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    heartbeat::beat(&db.pool(DbRole::Worker), "test")
+        .await
+        .unwrap();
+    db
+}
+
+/// `rows` readings for tenant 1 that have waited `seconds` in staging,
+/// which no flusher has taken.
+async fn stage_aged(db: &TestDb, rows: i64, seconds: i64) {
+    db.owner()
+        .await
+        .execute(
+            "INSERT INTO entity_values_ingest (entity_id, tenant_id, attribute_id, value_decimal, \
+                                               ingested_at, staged_at) \
+             SELECT g, 1, (SELECT attribute_id FROM attributes WHERE tenant_id = 1 LIMIT 1), 1.5, \
+                    now() - make_interval(secs => $2), now() - make_interval(secs => $2) \
+             FROM generate_series(1, $1::bigint) g",
+            &[&rows, &(seconds as f64)],
+        )
+        .await
+        .unwrap();
+}
+
 /// The table, as the owner reads it: (state, lag, detail) of `path`.
 async fn published(db: &TestDb, path: &str) -> (String, Option<f64>, String) {
     let row = db
@@ -96,7 +123,7 @@ async fn a_replica_healthy_then_paused_then_stopped() {
     assert!(r.reachable && r.error.is_none(), "{r:?}");
     assert!(r.heartbeat_lag_s.unwrap() < 1.0, "{r:?}");
     assert!(r.replay_age_s.is_some(), "{r:?}");
-    assert!(r.replay_distance_bytes.unwrap() >= 0, "{r:?}");
+    assert!(r.replay_distance_bytes.is_some(), "{r:?}");
     let (state, lag, _) = published(&db, "replica:1").await;
     assert_eq!(state, "green");
     assert!(lag.unwrap() < 1.0);
@@ -181,29 +208,14 @@ async fn a_dead_heartbeat_writer_turns_lag_into_unknown() {
 
 #[tokio::test]
 async fn a_staging_backlog_shows_its_depth_and_age() {
-    let db = TestDb::new().await;
-    demo_tenants(&db).await;
-    heartbeat::beat(&db.pool(DbRole::Worker), "test")
-        .await
-        .unwrap();
+    let db = demo_db().await;
     let (checker, recorded) = checker(&db, None, None);
     let rows = checker.check().await.unwrap();
     let empty = path(&rows, "staging");
     assert_eq!((empty.state, empty.lag_seconds), (State::Green, Some(0.0)));
 
     // 500 readings staged 90 s ago that no flusher has taken.
-    db.owner()
-        .await
-        .execute(
-            "INSERT INTO entity_values_ingest (entity_id, tenant_id, attribute_id, value_decimal, \
-                                               ingested_at, staged_at) \
-             SELECT g, 1, (SELECT attribute_id FROM attributes WHERE tenant_id = 1 LIMIT 1), 1.5, \
-                    now() - interval '90 seconds', now() - interval '90 seconds' \
-             FROM generate_series(1, 500) g",
-            &[],
-        )
-        .await
-        .unwrap();
+    stage_aged(&db, 500, 90).await;
     let rows = checker.check().await.unwrap();
     let backlog = path(&rows, "staging");
     assert_eq!(backlog.state, State::Red);
@@ -330,27 +342,9 @@ fn atlas_status(db: &TestDb, measure: bool) -> (i32, String) {
     )
 }
 
-async fn stage_aged(db: &TestDb, seconds: i64) {
-    db.owner()
-        .await
-        .execute(
-            "INSERT INTO entity_values_ingest (entity_id, tenant_id, attribute_id, value_decimal, \
-                                               ingested_at, staged_at) \
-             SELECT 1, 1, attribute_id, 1.5, now(), now() - make_interval(secs => $1) \
-             FROM attributes WHERE tenant_id = 1 LIMIT 1",
-            &[&(seconds as f64)],
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn atlas_status_exits_by_the_worst_state() {
-    let db = TestDb::new().await;
-    demo_tenants(&db).await;
-    heartbeat::beat(&db.pool(DbRole::Worker), "test")
-        .await
-        .unwrap();
+    let db = demo_db().await;
     let (checker, _) = checker(&db, None, None);
 
     // Nothing published yet: nothing is known.
@@ -370,7 +364,7 @@ async fn atlas_status_exits_by_the_worst_state() {
     );
 
     // A reading waiting 5 s: yellow.
-    stage_aged(&db, 5).await;
+    stage_aged(&db, 1, 5).await;
     checker.check().await.unwrap();
     let (code, out) = atlas_status(&db, false);
     assert_eq!(code, 1, "{out}");
@@ -381,7 +375,7 @@ async fn atlas_status_exits_by_the_worst_state() {
     );
 
     // One waiting 90 s: red, whether read or measured now.
-    stage_aged(&db, 90).await;
+    stage_aged(&db, 1, 90).await;
     assert_eq!(atlas_status(&db, true).0, 2);
     let (code, _) = atlas_status(&db, false);
     assert_eq!(code, 1, "not yet published");
@@ -420,11 +414,7 @@ impl Drop for Tmux {
 /// status.
 #[tokio::test]
 async fn atlas_status_watch_redraws_in_a_terminal() {
-    let db = TestDb::new().await;
-    demo_tenants(&db).await;
-    heartbeat::beat(&db.pool(DbRole::Worker), "test")
-        .await
-        .unwrap();
+    let db = demo_db().await;
     let (checker, _) = checker(&db, None, None);
     checker.check().await.unwrap();
 
@@ -460,7 +450,7 @@ async fn atlas_status_watch_redraws_in_a_terminal() {
     assert!(screen.starts_with("PATH"), "drawn from the top:\n{screen}");
 
     // A backlog appears; the next redraw shows it without a restart.
-    stage_aged(&db, 90).await;
+    stage_aged(&db, 1, 90).await;
     checker.check().await.unwrap();
     eventually(
         async || {
@@ -507,7 +497,7 @@ async fn the_api_serves_the_published_status_to_any_tenant() {
     heartbeat::beat(&db.pool(DbRole::Worker), "test")
         .await
         .unwrap();
-    stage_aged(&db, 5).await;
+    stage_aged(&db, 1, 5).await;
     let (checker, _) = checker(&db, None, None);
     checker.check().await.unwrap();
     let (code, one) = get("1").await;
@@ -615,11 +605,7 @@ async fn replicas_are_discovered_through_rds() {
 /// wrong behind the flusher's back is found, counted and published.
 #[tokio::test]
 async fn a_wrong_hot_projection_is_found_by_the_sample() {
-    let db = TestDb::new().await;
-    demo_tenants(&db).await;
-    heartbeat::beat(&db.pool(DbRole::Worker), "test")
-        .await
-        .unwrap();
+    let db = demo_db().await;
     let readings: Vec<serde_json::Value> = (1..=40)
         .map(|e| serde_json::json!({"entity_id": e, "attribute": "temperature", "value": 20.0 + e as f64}))
         .collect();

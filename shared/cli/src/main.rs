@@ -455,16 +455,23 @@ async fn status(
     use std::io::IsTerminal;
     let mut settings = atlas_app::Settings::from_env()?;
     settings.database.url = Some(database_url.to_owned());
-    let checker = atlas_app::startup::lag_checker(&settings).await?;
+    // Reading the table needs only it; measuring builds what the checker
+    // measures (replica discovery and the warehouse included).
+    let checker = if measure {
+        Some(atlas_app::startup::lag_checker(&settings).await?)
+    } else {
+        None
+    };
     let pool = settings
         .database_at(database_url, atlas_store::DbRole::AsLogin)
         .pool()?;
     let colour = std::io::stdout().is_terminal();
     loop {
-        let rows = if measure {
-            atlas_freshness::checker::rows(&checker.measure().await?, &settings.lag_checker)
-        } else {
-            atlas_freshness::status::read(&pool).await?
+        let rows = match &checker {
+            Some(checker) => {
+                atlas_freshness::checker::rows(&checker.measure().await?, &settings.lag_checker)
+            }
+            None => atlas_freshness::status::read(&pool).await?,
         };
         let mut screen = String::new();
         if watch {

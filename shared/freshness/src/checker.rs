@@ -332,30 +332,27 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<Published> {
     out
 }
 
-/// Replaces the table's rows with `rows`, in one transaction, so a reader
+/// Replaces the table's rows with `rows` in one statement, so a reader
 /// never sees half a measurement and a path no longer measured goes.
 async fn write_status(pool: &Pool, rows: &[Published]) -> Result<(), StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     let paths: Vec<&str> = rows.iter().map(|r| r.path.as_str()).collect();
     let lags: Vec<Option<f64>> = rows.iter().map(|r| r.lag_seconds).collect();
     let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
     let details: Vec<&str> = rows.iter().map(|r| r.detail.as_str()).collect();
     let measured_at: Vec<_> = rows.iter().map(|r| r.measured_at).collect();
-    tx.execute(
-        "DELETE FROM freshness_status WHERE path <> ALL ($1::text[])",
-        &[&paths],
-    )
-    .await?;
-    tx.execute(
-        "INSERT INTO freshness_status (path, lag_seconds, state, measured_at, detail) \
-         SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::timestamptz[], $5::text[]) \
-         ON CONFLICT (path) DO UPDATE SET lag_seconds = EXCLUDED.lag_seconds, state = EXCLUDED.state, \
-             measured_at = EXCLUDED.measured_at, detail = EXCLUDED.detail",
-        &[&paths, &lags, &states, &measured_at, &details],
-    )
-    .await?;
-    tx.commit().await?;
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "WITH gone AS (DELETE FROM freshness_status WHERE path <> ALL ($1::text[])) \
+             INSERT INTO freshness_status (path, lag_seconds, state, measured_at, detail) \
+             SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::timestamptz[], $5::text[]) \
+             ON CONFLICT (path) DO UPDATE SET lag_seconds = EXCLUDED.lag_seconds, state = EXCLUDED.state, \
+                 measured_at = EXCLUDED.measured_at, detail = EXCLUDED.detail",
+        )
+        .await?;
+    client
+        .execute(&stmt, &[&paths, &lags, &states, &measured_at, &details])
+        .await?;
     Ok(())
 }
 

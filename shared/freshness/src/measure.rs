@@ -240,10 +240,13 @@ pub async fn figures(
     divergence_sample: i64,
     warehouse: Option<&dyn Warehouse>,
 ) -> Result<Figures, StoreError> {
-    let mut read = Vec::with_capacity(replicas.len());
-    for (name, pool) in replicas {
-        read.push((name, bounded(read_replica(pool)).await));
-    }
+    // At once, so an unreachable replica's bound does not delay the rest.
+    let read = futures_util::future::join_all(
+        replicas
+            .iter()
+            .map(|(name, pool)| async move { (name, bounded(read_replica(pool)).await) }),
+    )
+    .await;
     let p = read_primary(primary, slot, divergence_sample).await?;
     let replicas = read
         .into_iter()

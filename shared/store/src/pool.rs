@@ -367,13 +367,16 @@ pub fn with_database(url: &str, db: &str) -> String {
 }
 
 /// `url` with its host and port swapped, the rest (login, database,
-/// options) kept: a replica's URL from the primary's.
+/// options) kept: a replica's URL from the primary's. The login ends at
+/// the last '@', as in `redact_url`, so a password holding '/', '?' or '@'
+/// stays whole.
 pub fn with_host(url: &str, host: &str, port: u16) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let (authority, tail) = rest
-        .find(['/', '?'])
-        .map_or((rest, ""), |i| rest.split_at(i));
-    let login = authority.rsplit_once('@').map(|(login, _)| login);
+    let (login, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let tail = after.find(['/', '?']).map_or("", |i| &after[i..]);
     match login {
         Some(login) => format!("{scheme}://{login}@{host}:{port}{tail}"),
         None => format!("{scheme}://{host}:{port}{tail}"),
