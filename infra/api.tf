@@ -62,28 +62,29 @@ resource "aws_apigatewayv2_integration" "query_api" {
 }
 
 # Entity reads, the attribute catalog and the plugin registry, each with
-# its scope. The function routes methods and paths itself and answers
-# anything else with a typed 404 or 405.
+# its scope; the freshness status, which holds no tenant's data, with none
+# (any valid token). The function routes methods and paths itself and
+# answers anything else with a typed 404 or 405.
 resource "aws_apigatewayv2_route" "query" {
   for_each = {
-    "POST /v1/entities/search"                            = "read"
-    "GET /v1/entities/{id}"                               = "read"
-    "GET /v1/entities/{id}/attributes/{name}/history"     = "read"
-    "POST /v1/attributes"                                 = "admin"
-    "GET /v1/attributes/{name}"                           = "read"
-    "PATCH /v1/attributes/{name}"                         = "admin"
-    "GET /v1/analytics/attributes/{name}/stats"           = "read"
-    "GET /v1/analytics/attributes/{name}/daily"           = "read"
-    "GET /v1/plugins"                                     = "read"
-    "GET /v1/status"                                      = "read"
-    "PUT /v1/plugins/{name}"                              = "admin"
-    "DELETE /v1/plugins/{name}"                           = "admin"
-    "POST /v1/plugins/{name}/versions/{version}/activate" = "admin"
+    "POST /v1/entities/search"                            = ["read"]
+    "GET /v1/entities/{id}"                               = ["read"]
+    "GET /v1/entities/{id}/attributes/{name}/history"     = ["read"]
+    "POST /v1/attributes"                                 = ["admin"]
+    "GET /v1/attributes/{name}"                           = ["read"]
+    "PATCH /v1/attributes/{name}"                         = ["admin"]
+    "GET /v1/analytics/attributes/{name}/stats"           = ["read"]
+    "GET /v1/analytics/attributes/{name}/daily"           = ["read"]
+    "GET /v1/plugins"                                     = ["read"]
+    "GET /v1/status"                                      = []
+    "PUT /v1/plugins/{name}"                              = ["admin"]
+    "DELETE /v1/plugins/{name}"                           = ["admin"]
+    "POST /v1/plugins/{name}/versions/{version}/activate" = ["admin"]
   }
   api_id               = aws_apigatewayv2_api.http.id
   route_key            = each.key
   target               = "integrations/${aws_apigatewayv2_integration.query_api.id}"
   authorization_type   = "JWT"
   authorizer_id        = aws_apigatewayv2_authorizer.jwt.id
-  authorization_scopes = [each.value]
+  authorization_scopes = each.value
 }

@@ -93,7 +93,7 @@ for r in blocks("resource"):
                 if key == "${each.key}" and isinstance(body["for_each"], dict):
                     for k, v in body["for_each"].items():
                         routes.append(unquote(k))
-                        scopes[unquote(k)] = [unquote(v)]
+                        scopes[unquote(k)] = [unquote(x) for x in (v if isinstance(v, list) else [v])]
                 else:
                     routes.append(key)
                     scopes[key] = [unquote(x) for x in body.get("authorization_scopes", [])]

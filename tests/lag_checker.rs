@@ -515,6 +515,10 @@ async fn the_api_serves_the_published_status_to_any_tenant() {
     assert_eq!(staging["state"], "yellow");
     assert!(staging["lag_seconds"].as_f64().unwrap() >= 5.0, "{staging}");
     assert!(staging["age_seconds"].as_f64().unwrap() < 60.0, "{staging}");
+    assert_eq!(staging["backlog"], 1, "one reading waits: {staging}");
+    let history = staging["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "one measurement so far: {staging}");
+    assert_eq!(history[0]["lag_seconds"], staging["lag_seconds"]);
     let (_, two) = get("2").await;
     let published = |body: &serde_json::Value| -> Vec<(String, String, String)> {
         body["paths"]
@@ -535,6 +539,53 @@ async fn the_api_serves_the_published_status_to_any_tenant() {
         published(&two),
         "the same for every tenant"
     );
+}
+
+/// Each check adds to the history the status page draws, which keeps the
+/// last hour: a worse measurement inside a bucket is the bucket's, an
+/// unknown one makes it unknown, and what is older than an hour goes.
+#[tokio::test]
+async fn the_history_keeps_each_buckets_worst_lag_for_an_hour() {
+    let db = demo_db().await;
+    let owner = db.owner().await;
+    let window = Duration::from_secs(15 * 60);
+    owner
+        .batch_execute(
+            "INSERT INTO freshness_history (path, measured_at, lag_seconds) VALUES \
+               ('replica:1', now() - interval '2 hours', 99), \
+               ('replica:1', date_bin('15 seconds', now() - interval '5 minutes', timestamptz 'epoch'), 0.5), \
+               ('replica:1', date_bin('15 seconds', now() - interval '5 minutes', timestamptz 'epoch') + interval '5 seconds', 7), \
+               ('replica:1', date_bin('15 seconds', now() - interval '2 minutes', timestamptz 'epoch'), 0.2), \
+               ('replica:1', date_bin('15 seconds', now() - interval '2 minutes', timestamptz 'epoch') + interval '1 second', NULL)",
+        )
+        .await
+        .unwrap();
+    let history = atlas_freshness::status::history(&db.pool(DbRole::App), window, 60)
+        .await
+        .unwrap();
+    let lags: Vec<Option<f64>> = history["replica:1"].iter().map(|p| p.lag_seconds).collect();
+    assert_eq!(
+        lags,
+        [Some(7.0), None],
+        "worst of each bucket, the 2 h old row outside"
+    );
+
+    let (checker, _) = checker(&db, None, None);
+    checker.check().await.unwrap();
+    assert_eq!(
+        atlas_tests::count(
+            &owner,
+            "SELECT count(*) FROM freshness_history WHERE measured_at < now() - interval '1 hour'"
+        )
+        .await,
+        0,
+        "a check prunes what is older than an hour"
+    );
+    let history = atlas_freshness::status::history(&db.pool(DbRole::App), window, 60)
+        .await
+        .unwrap();
+    assert_eq!(history["staging"].len(), 1, "{history:?}");
+    assert_eq!(history["replica:1"].len(), 2, "kept within the hour");
 }
 
 /// With `ATLAS_RDS_PRIMARY_ID`, the replicas are the primary's read

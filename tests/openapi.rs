@@ -37,8 +37,8 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 struct Op {
     method: String,
     template: String,
-    /// The scope the operation's token must carry.
-    scope: String,
+    /// The scope the operation's token must carry; `None`: any valid token.
+    scope: Option<String>,
     params: Vec<Value>,
     statuses: Vec<u16>,
     /// The documented example of a JSON body, or `Wasm` for a module.
@@ -57,10 +57,11 @@ fn operations(doc: &Value) -> Vec<Op> {
             ops.push(Op {
                 method: method.to_uppercase(),
                 template: template.clone(),
-                scope: op["security"][0]["bearer"][0]
-                    .as_str()
-                    .expect("every operation names its scope")
-                    .to_owned(),
+                scope: op["security"][0]["bearer"]
+                    .as_array()
+                    .expect("every operation names its security")
+                    .first()
+                    .map(|s| s.as_str().expect("a scope is a string").to_owned()),
                 params: op["parameters"]
                     .as_array()
                     .map(|ps| ps.iter().map(|p| resolve(doc, p).clone()).collect())
@@ -371,42 +372,49 @@ async fn every_operation_needs_its_documented_scope_and_no_other() {
     for op in operations(&doc) {
         let path = concrete(&op, None);
         let body = body_for(&op);
-        let others: Vec<&str> = all.iter().copied().filter(|s| *s != op.scope).collect();
-        let (status, out) = api
-            .call_with(api_request_scoped(
+        let with = async |scopes: &[&str]| {
+            api.call_with(api_request_scoped(
                 "1",
-                &others,
+                scopes,
                 &op.method,
                 &path,
                 body.as_deref(),
             ))
-            .await;
+            .await
+        };
+        let Some(scope) = &op.scope else {
+            // Open to any valid token: one without a single scope is served.
+            let (status, out) = with(&[]).await;
+            assert!(
+                status.is_success(),
+                "{} {path} with a token of no scope answered {status}: {out}",
+                op.method
+            );
+            assert!(
+                !op.statuses.contains(&403),
+                "{} {path} needs no scope yet documents 403",
+                op.method
+            );
+            continue;
+        };
+        let others: Vec<&str> = all.iter().copied().filter(|s| s != scope).collect();
+        let (status, out) = with(&others).await;
         assert_eq!(
             (status, out["error"]["code"].as_str()),
             (StatusCode::FORBIDDEN, Some("insufficient_scope")),
-            "{} {path} without {}: {out}",
+            "{} {path} without {scope}: {out}",
             op.method,
-            op.scope
         );
         assert!(
             op.statuses.contains(&403),
             "{} {path} does not document 403",
             op.method
         );
-        let (status, out) = api
-            .call_with(api_request_scoped(
-                "1",
-                &[&op.scope],
-                &op.method,
-                &path,
-                body.as_deref(),
-            ))
-            .await;
+        let (status, out) = with(&[scope]).await;
         assert!(
             status.is_success(),
-            "{} {path} with only {} answered {status}: {out}",
+            "{} {path} with only {scope} answered {status}: {out}",
             op.method,
-            op.scope
         );
     }
 }

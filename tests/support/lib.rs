@@ -4,6 +4,9 @@
 //! The server comes from `ATLAS_TEST_DATABASE_URL` (default: the machine's
 //! local server). If it is unreachable the test fails; nothing is skipped.
 
+pub mod browser;
+pub mod dev;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use atlas_core::AcceptWindow;

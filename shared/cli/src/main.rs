@@ -284,6 +284,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 println!(
                     "  send:   curl -s -X POST http://{addr}/v1/telemetry -H \"Authorization: Bearer $TOKEN\" \\\n          -d '{{\"readings\":[{{\"entity_id\":1,\"attribute\":\"temperature\",\"value\":21.5}}]}}'"
                 );
+                println!("  status: http://{addr}{}  (freshness of every read path, in a browser)", atlas_devstack::dev::STATUS_PAGE);
                 println!("Ctrl-C stops it.");
             })
             .await?;

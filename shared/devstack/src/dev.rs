@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use atlas_app::Settings;
 use atlas_app::startup::{self, Heartbeat};
 use atlas_cache::CacheConfig;
+use atlas_core::TenantId;
 use atlas_gateway::jwt::Signer;
 use atlas_gateway::local::{LocalGateway, Routes, handler};
 use atlas_objects::{Location, S3Store};
@@ -96,11 +97,13 @@ async fn serve(
         .route(atlas_query::http::ENTITIES, query_handler(&query))
         .route(atlas_query::http::ATTRIBUTES, query_handler(&query))
         .route(atlas_query::http::ANALYTICS, query_handler(&query))
-        .route(atlas_query::http::STATUS, query_handler(&query));
+        .route(atlas_query::http::STATUS, query_handler(&query))
+        .page(STATUS_PAGE, status_page(settings.lag_checker.interval));
     let gateway = LocalGateway {
         routes,
         signer: Arc::new(Signer::new(&secret)?),
         max_body_bytes: 10 * 1024 * 1024,
+        page_policy: atlas_freshness::page::CONTENT_SECURITY_POLICY,
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
     ready(listener.local_addr()?, url);
@@ -213,6 +216,21 @@ async fn changes_forever(url: String, loader: atlas_warehouse::Loader) {
 }
 
 /// The query API function, as API Gateway would invoke it.
+/// Where `atlas dev` serves the status page.
+pub const STATUS_PAGE: &str = "/status";
+
+/// The status page with a token of its own: tenant 1's, with no scope, so
+/// it can read `/v1/status` (open to any valid token) and nothing else. It
+/// polls as often as the lag checker publishes, but at least every 5 s.
+fn status_page(check_interval: Duration) -> atlas_gateway::local::Page {
+    let refresh = check_interval.clamp(Duration::from_secs(1), Duration::from_secs(5));
+    let tenant = TenantId::new(1).expect("1 is a tenant id");
+    Arc::new(move |signer: &Signer| {
+        let token = signer.issue(tenant, &[], chrono::Duration::hours(12))?;
+        Ok(atlas_freshness::page::html(&token, refresh))
+    })
+}
+
 fn query_handler(api: &Arc<QueryApi>) -> atlas_gateway::local::Handler {
     let api = api.clone();
     handler(move |req| {

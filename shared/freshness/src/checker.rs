@@ -1,7 +1,8 @@
 //! The lag checker's work: measure on an interval until shortly before the
 //! deadline (as the heartbeat does), and after each measurement publish it
 //! twice: as EMF metrics (namespace `Atlas`) for the alarms, and as
-//! `freshness_status` rows for people and for routing.
+//! `freshness_status` rows for people and for routing, kept for an hour
+//! in `freshness_history` for the status page.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use serde::Serialize;
 
 use crate::measure::{self, Figures};
 use crate::state::State;
-use crate::status::Published;
+use crate::status::{self, Published};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckerConfig {
@@ -199,6 +200,7 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<Published> {
         state,
         measured_at: f.measured_at,
         detail,
+        backlog: None,
     };
     let stale = cfg.heartbeat_stale.as_secs_f64();
     let heartbeat_down = f.heartbeat_age_s.is_none_or(|age| age > stale);
@@ -250,15 +252,18 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<Published> {
         });
     }
     let oldest = f.staging_oldest_s.unwrap_or(0.0);
-    out.push(row(
-        "staging".into(),
-        Some(oldest),
-        State::of(Some(oldest)),
-        match f.staging_depth {
-            1 => "1 reading waiting for the flusher".to_owned(),
-            n => format!("{n} readings waiting for the flusher"),
-        },
-    ));
+    out.push(Published {
+        backlog: Some(f.staging_depth),
+        ..row(
+            "staging".into(),
+            Some(oldest),
+            State::of(Some(oldest)),
+            match f.staging_depth {
+                1 => "1 reading waiting for the flusher".to_owned(),
+                n => format!("{n} readings waiting for the flusher"),
+            },
+        )
+    });
     if let Some(d) = f.divergence {
         out.push(row(
             "projection".into(),
@@ -301,15 +306,18 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<Published> {
                 } else {
                     "no consumer connected"
                 };
-                row(
-                    "cdc".into(),
-                    None,
-                    state,
-                    format!(
-                        "slot {}: {bytes} bytes of WAL retained, {consumer}",
-                        slot.name
-                    ),
-                )
+                Published {
+                    backlog: Some(bytes),
+                    ..row(
+                        "cdc".into(),
+                        None,
+                        state,
+                        format!(
+                            "slot {}: {bytes} bytes of WAL retained, {consumer}",
+                            slot.name
+                        ),
+                    )
+                }
             }
         });
     }
@@ -333,25 +341,43 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<Published> {
 }
 
 /// Replaces the table's rows with `rows` in one statement, so a reader
-/// never sees half a measurement and a path no longer measured goes.
+/// never sees half a measurement and a path no longer measured goes; the
+/// same statement adds them to the history and prunes what is older than
+/// [`status::HISTORY_KEPT`].
 async fn write_status(pool: &Pool, rows: &[Published]) -> Result<(), StoreError> {
     let paths: Vec<&str> = rows.iter().map(|r| r.path.as_str()).collect();
     let lags: Vec<Option<f64>> = rows.iter().map(|r| r.lag_seconds).collect();
     let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
     let details: Vec<&str> = rows.iter().map(|r| r.detail.as_str()).collect();
     let measured_at: Vec<_> = rows.iter().map(|r| r.measured_at).collect();
+    let backlogs: Vec<Option<i64>> = rows.iter().map(|r| r.backlog).collect();
+    let kept = status::HISTORY_KEPT.as_secs_f64();
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "WITH gone AS (DELETE FROM freshness_status WHERE path <> ALL ($1::text[])) \
-             INSERT INTO freshness_status (path, lag_seconds, state, measured_at, detail) \
-             SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::timestamptz[], $5::text[]) \
+            "WITH gone AS (DELETE FROM freshness_status WHERE path <> ALL ($1::text[])), \
+             pruned AS (DELETE FROM freshness_history WHERE measured_at < now() - make_interval(secs => $7)), \
+             kept AS (INSERT INTO freshness_history (path, measured_at, lag_seconds) \
+                 SELECT * FROM unnest($1::text[], $4::timestamptz[], $2::float8[]) ON CONFLICT DO NOTHING) \
+             INSERT INTO freshness_status (path, lag_seconds, state, measured_at, detail, backlog) \
+             SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::timestamptz[], $5::text[], $6::int8[]) \
              ON CONFLICT (path) DO UPDATE SET lag_seconds = EXCLUDED.lag_seconds, state = EXCLUDED.state, \
-                 measured_at = EXCLUDED.measured_at, detail = EXCLUDED.detail",
+                 measured_at = EXCLUDED.measured_at, detail = EXCLUDED.detail, backlog = EXCLUDED.backlog",
         )
         .await?;
     client
-        .execute(&stmt, &[&paths, &lags, &states, &measured_at, &details])
+        .execute(
+            &stmt,
+            &[
+                &paths,
+                &lags,
+                &states,
+                &measured_at,
+                &details,
+                &backlogs,
+                &kept,
+            ],
+        )
         .await?;
     Ok(())
 }

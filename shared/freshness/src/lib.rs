@@ -9,11 +9,13 @@
 //!   and oldest row, the heartbeat's own age, the warehouse's lag;
 //! - [`checker`]: the lag checker's work: measure everything, then publish
 //!   it as EMF metrics and as `freshness_status` rows;
-//! - [`status`]: those rows as readers see them, and the cache routing
-//!   trusts only while they are recent.
+//! - [`status`]: those rows as readers see them (and their last hour), and
+//!   the cache routing trusts only while they are recent;
+//! - [`page`]: the status page people look at, polling `GET /v1/status`.
 
 pub mod checker;
 pub mod measure;
+pub mod page;
 pub mod state;
 pub mod status;
 

@@ -21,6 +21,20 @@ pub struct Published {
     pub state: State,
     pub measured_at: DateTime<Utc>,
     pub detail: String,
+    /// How much waits behind the path, in its own unit: readings in
+    /// staging, bytes of WAL the CDC slot retains.
+    pub backlog: Option<i64>,
+}
+
+/// How long the checker keeps its measurements in `freshness_history`.
+pub const HISTORY_KEPT: Duration = Duration::from_secs(3600);
+
+/// One point of a path's lag over time: the worst lag measured in a bucket
+/// of the window, or `None` when some measurement in it could not tell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub at: DateTime<Utc>,
+    pub lag_seconds: Option<f64>,
 }
 
 /// Every published path, in path order.
@@ -28,7 +42,7 @@ pub async fn read(pool: &Pool) -> Result<Vec<Published>, StoreError> {
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT path, lag_seconds, state, measured_at, detail FROM freshness_status ORDER BY path",
+            "SELECT path, lag_seconds, state, measured_at, detail, backlog FROM freshness_status ORDER BY path",
         )
         .await?;
     client
@@ -44,9 +58,41 @@ pub async fn read(pool: &Pool) -> Result<Vec<Published>, StoreError> {
                     .ok_or_else(|| StoreError::Corrupt(format!("freshness state {state:?}")))?,
                 measured_at: r.get(3),
                 detail: r.get(4),
+                backlog: r.get(5),
             })
         })
         .collect()
+}
+
+/// Each path's lag over the last `window`, in at most `points` buckets
+/// (oldest first); a bucket holds its worst lag, so a spike between two
+/// samples is not smoothed away.
+pub async fn history(
+    pool: &Pool,
+    window: Duration,
+    points: u32,
+) -> Result<HashMap<String, Vec<Point>>, StoreError> {
+    let bucket = window.as_secs_f64() / f64::from(points.max(1));
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT path, date_bin(make_interval(secs => $2), measured_at, timestamptz 'epoch') AS at, \
+                    CASE WHEN bool_or(lag_seconds IS NULL) THEN NULL ELSE max(lag_seconds) END \
+             FROM freshness_history WHERE measured_at > now() - make_interval(secs => $1) \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .await?;
+    let mut out: HashMap<String, Vec<Point>> = HashMap::new();
+    for r in client
+        .query(&stmt, &[&window.as_secs_f64(), &bucket])
+        .await?
+    {
+        out.entry(r.get(0)).or_default().push(Point {
+            at: r.get(1),
+            lag_seconds: r.get(2),
+        });
+    }
+    Ok(out)
 }
 
 type Snapshot = Arc<HashMap<String, Published>>;
@@ -161,6 +207,7 @@ mod tests {
             state,
             measured_at: "2026-12-02T10:00:00Z".parse().unwrap(),
             detail: detail.into(),
+            backlog: None,
         }
     }
 

@@ -19,21 +19,33 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::jwt::Signer;
+use crate::jwt::{JwtError, Signer};
 use atlas_http::ApiError;
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 pub type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
 
-/// Routes by path prefix, as API Gateway routes to integrations.
+/// A page for a browser, which sends no token: it is served without one,
+/// and may mint one of its own with the gateway's signer for the API calls
+/// its script makes. It answers the HTML.
+pub type Page = Arc<dyn Fn(&Signer) -> Result<String, JwtError> + Send + Sync>;
+
+/// Routes by path prefix, as API Gateway routes to integrations; pages by
+/// their exact path.
 #[derive(Clone, Default)]
 pub struct Routes {
     routes: Vec<(&'static str, Handler)>,
+    pages: Vec<(&'static str, Page)>,
 }
 
 impl Routes {
     pub fn route(mut self, prefix: &'static str, handler: Handler) -> Self {
         self.routes.push((prefix, handler));
+        self
+    }
+
+    pub fn page(mut self, path: &'static str, page: Page) -> Self {
+        self.pages.push((path, page));
         self
     }
 
@@ -51,6 +63,18 @@ pub struct LocalGateway {
     /// API Gateway's own payload cap is 10 MB; the handler applies its own
     /// (smaller) limit, this one only stops a runaway client.
     pub max_body_bytes: usize,
+    /// The Content-Security-Policy sent with every page.
+    pub page_policy: &'static str,
+}
+
+fn html_response(html: String, policy: &str) -> Response<Body> {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(http::header::CONTENT_SECURITY_POLICY, policy)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .body(Body::Text(html))
+        .expect("static headers are valid")
 }
 
 impl LocalGateway {
@@ -110,6 +134,21 @@ impl LocalGateway {
         req: http::Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<Body>, ApiError> {
+        if let Some((_, page)) = self
+            .routes
+            .pages
+            .iter()
+            .find(|(p, _)| *p == req.uri().path())
+        {
+            return match *req.method() {
+                http::Method::GET | http::Method::HEAD => {
+                    let html = page(&self.signer)
+                        .map_err(|e| ApiError::unavailable(format!("the page's token: {e}")))?;
+                    Ok(html_response(html, self.page_policy))
+                }
+                _ => Err(ApiError::method_not_allowed("GET")),
+            };
+        }
         let handler = self
             .routes
             .find(req.uri().path())

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use atlas_cache::{HotCache, Lookup};
 use atlas_core::{AttributeName, DataType, EntityId, TenantId};
@@ -94,6 +94,15 @@ impl QueryApi {
 
 /// Never fails: every problem becomes a JSON error response.
 pub async fn handle(api: &QueryApi, req: Request) -> Response<Body> {
+    // How fresh the read paths are holds no tenant's data: any valid token
+    // may ask (the status page's token carries no scope at all), and an
+    // inactive tenant's too.
+    if req.uri().path() == STATUS {
+        return match tenant_from_request(&req) {
+            Ok(_) => serve(api, req).await,
+            Err(e) => ApiError::from(e).into_response(),
+        };
+    }
     let scope = scope_for(req.method(), req.uri().path());
     let tenant = match authorize(&req, scope) {
         Ok(tenant) => tenant,
@@ -326,14 +335,19 @@ async fn patch_attribute(
 /// holds no tenant's data: every tenant sees the same.
 async fn get_status(api: &QueryApi, req: &Request) -> Result<Response<Body>, ApiError> {
     no_query(req, "/v1/status")?;
-    let rows = atlas_freshness::status::read(api.router.primary())
-        .await
-        .map_err(unavailable)?;
+    let primary = api.router.primary();
+    let (rows, mut history) = tokio::try_join!(
+        atlas_freshness::status::read(primary),
+        atlas_freshness::status::history(primary, STATUS_WINDOW, STATUS_POINTS),
+    )
+    .map_err(unavailable)?;
     let now = Utc::now();
     let worst = atlas_freshness::status::worst(&rows);
     let paths: Vec<PathStatus> = rows
         .iter()
         .map(|r| PathStatus {
+            backlog: r.backlog,
+            history: history.remove(&r.path).unwrap_or_default(),
             path: &r.path,
             state: r.state,
             label: r.state.label(),
@@ -373,7 +387,14 @@ struct PathStatus<'a> {
     measured_at: DateTime<Utc>,
     age_seconds: f64,
     detail: &'a str,
+    backlog: Option<i64>,
+    history: Vec<atlas_freshness::status::Point>,
 }
+
+/// `/v1/status` draws each path's last quarter hour in 15-second buckets:
+/// enough for a sparkline, and a small answer for a page that polls.
+const STATUS_WINDOW: Duration = Duration::from_secs(15 * 60);
+const STATUS_POINTS: u32 = 60;
 
 async fn get_attribute(
     api: &QueryApi,
