@@ -54,6 +54,8 @@ locals {
         # The Debezium connector's slot.name (infra/debezium/connector.json).
         ATLAS_CDC_SLOT      = "atlas_cdc"
         ATLAS_WAREHOUSE_URL = local.warehouse_url
+        # The query API's cache: the status shows whether Redis answers.
+        ATLAS_REDIS_URL = var.redis_url
       }
     }
     query-api = {

@@ -588,6 +588,32 @@ async fn the_history_keeps_each_buckets_worst_lag_for_an_hour() {
     assert_eq!(history["replica:1"].len(), 2, "kept within the hour");
 }
 
+/// The cache row: green while the machine's Redis answers, yellow with the
+/// reason when it does not (reads then bypass it, so it is not red).
+#[tokio::test]
+async fn the_cache_is_green_while_redis_answers() {
+    let db = demo_db().await;
+    let redis =
+        std::env::var("ATLAS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    for (url, state, says) in [
+        (redis.as_str(), State::Green, "Redis answers in"),
+        ("redis://127.0.0.1:1", State::Yellow, "unreachable ("),
+    ] {
+        let mut config = atlas_cache::CacheConfig::new(url);
+        config.ttl = Duration::from_secs(30);
+        let (checker, _) = checker(&db, None, None);
+        let checker = checker.with_cache(Arc::new(atlas_cache::HotCache::new(config).unwrap()));
+        let rows = checker.check().await.unwrap();
+        let cache = path(&rows, "cache");
+        assert_eq!(cache.state, state, "{url}: {cache:?}");
+        assert!(cache.detail.starts_with(says), "{url}: {cache:?}");
+        assert!(
+            cache.detail.contains("30 s"),
+            "the TTL bounds it: {cache:?}"
+        );
+    }
+}
+
 /// With `ATLAS_RDS_PRIMARY_ID`, the replicas are the primary's read
 /// replicas as RDS lists them (moto stands in for RDS), named by their
 /// identifiers, each at its own endpoint with the primary's login and

@@ -140,7 +140,14 @@ async fn the_status_page_turns_a_paused_replica_from_green() {
         .iter()
         .map(|p| p["path"].as_str().unwrap())
         .collect();
-    for expected in ["primary", "replica:1", "heartbeat", "staging", "warehouse"] {
+    for expected in [
+        "primary",
+        "replica:1",
+        "heartbeat",
+        "staging",
+        "warehouse",
+        "cache",
+    ] {
         assert!(shown.contains(&expected), "{expected} not shown: {shown:?}");
     }
     assert!(

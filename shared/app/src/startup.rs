@@ -121,8 +121,8 @@ pub fn heartbeat(settings: &Settings) -> Result<Heartbeat, StartupError> {
 }
 
 /// The lag checker: the primary as `atlas_worker`, each replica as the
-/// query API names them, and
-/// the warehouse's watermark when one is configured.
+/// query API names them, the warehouse's watermark and the query API's
+/// cache when they are configured.
 pub async fn lag_checker(settings: &Settings) -> Result<LagChecker, StartupError> {
     let primary = settings.database(DbRole::Worker)?;
     let replicas = replica_pools(settings, &primary).await?;
@@ -134,6 +134,9 @@ pub async fn lag_checker(settings: &Settings) -> Result<LagChecker, StartupError
     .with_replicas(replicas);
     if let Some(target) = &settings.warehouse {
         checker = checker.with_warehouse(warehouse(settings, target, Use::Reads).await?);
+    }
+    if let Some(cache) = hot_cache(settings)? {
+        checker = checker.with_cache(cache);
     }
     Ok(checker)
 }

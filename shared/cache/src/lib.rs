@@ -149,6 +149,25 @@ impl HotCache {
         }
     }
 
+    /// One PING, for the lag checker: how long Redis took to answer. A
+    /// failure marks the cache down like any other.
+    pub async fn ping(&self) -> Result<Duration, String> {
+        let started = Instant::now();
+        let Some(mut c) = self.connection().await else {
+            return Err(format!(
+                "no connection within {} ms",
+                self.config.timeout.as_millis()
+            ));
+        };
+        match redis::cmd("PING").query_async::<String>(&mut c).await {
+            Ok(_) => Ok(started.elapsed()),
+            Err(e) => {
+                self.failed(&e).await;
+                Err(e.to_string())
+            }
+        }
+    }
+
     /// Stores `value` for the TTL. A failure only costs a later miss.
     pub async fn put(&self, key: &str, value: &str) {
         let Some(mut c) = self.connection().await else {

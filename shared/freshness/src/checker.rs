@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use atlas_cache::HotCache;
 use atlas_cloud::metrics::{Metrics, Sample, Unit};
 use atlas_store::{Pool, StoreError};
 use atlas_warehouse::Warehouse;
@@ -53,6 +54,7 @@ pub struct LagChecker {
     primary: Pool,
     replicas: Vec<(String, Pool)>,
     warehouse: Option<Arc<dyn Warehouse>>,
+    cache: Option<Arc<HotCache>>,
     config: CheckerConfig,
     metrics: Metrics,
 }
@@ -72,6 +74,7 @@ impl LagChecker {
             primary,
             replicas: Vec::new(),
             warehouse: None,
+            cache: None,
             config,
             metrics,
         }
@@ -87,15 +90,29 @@ impl LagChecker {
         self
     }
 
+    /// The query API's cache, to check that Redis answers.
+    pub fn with_cache(mut self, cache: Arc<HotCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
     pub async fn measure(&self) -> Result<Figures, StoreError> {
-        measure::figures(
-            &self.primary,
-            &self.replicas,
-            self.config.cdc_slot.as_deref(),
-            self.config.divergence_sample,
-            self.warehouse.as_deref(),
-        )
-        .await
+        let (figures, cache) = tokio::join!(
+            measure::figures(
+                &self.primary,
+                &self.replicas,
+                self.config.cdc_slot.as_deref(),
+                self.config.divergence_sample,
+                self.warehouse.as_deref(),
+            ),
+            async {
+                match &self.cache {
+                    Some(c) => Some(measure::cache(c).await),
+                    None => None,
+                }
+            }
+        );
+        Ok(Figures { cache, ..figures? })
     }
 
     /// Measures once and publishes it; the status rows it wrote.
@@ -321,6 +338,34 @@ pub fn rows(f: &Figures, cfg: &CheckerConfig) -> Vec<Published> {
             }
         });
     }
+    if let Some(c) = &f.cache {
+        out.push(if c.reachable {
+            row(
+                "cache".into(),
+                None,
+                State::Green,
+                format!(
+                    "Redis answers in {:.1} ms; a changed entity is dropped at its flush, any entry lives {:.0} s at most",
+                    c.ping_ms.unwrap_or_default(),
+                    c.ttl_s
+                ),
+            )
+        } else {
+            // Reads then bypass it for PostgreSQL, so no answer is stale
+            // for it; but invalidations meanwhile are lost, and what it
+            // held may be served for up to the TTL once it is back.
+            row(
+                "cache".into(),
+                None,
+                State::Yellow,
+                format!(
+                    "unreachable ({}): reads bypass it for PostgreSQL; once back, entries may be up to {:.0} s stale",
+                    c.error.as_deref().unwrap_or("no answer"),
+                    c.ttl_s
+                ),
+            )
+        });
+    }
     if let Some(error) = &f.warehouse_error {
         out.push(row(
             "warehouse".into(),
@@ -385,7 +430,7 @@ async fn write_status(pool: &Pool, rows: &[Published]) -> Result<(), StoreError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{DivergenceFigures, ReplicaFigures, SlotFigures};
+    use crate::measure::{CacheFigures, DivergenceFigures, ReplicaFigures, SlotFigures};
     use atlas_cloud::metrics::Emf;
     use serde_json::json;
 
@@ -425,6 +470,12 @@ mod tests {
             }),
             analytics_lag_s: Some(75.0),
             warehouse_error: None,
+            cache: Some(CacheFigures {
+                reachable: false,
+                ping_ms: None,
+                ttl_s: 30.0,
+                error: Some("no connection within 100 ms".into()),
+            }),
         }
     }
 
@@ -485,6 +536,7 @@ mod tests {
                 ("staging", State::Yellow),
                 ("projection", State::Yellow),
                 ("cdc", State::Orange),
+                ("cache", State::Yellow),
                 ("warehouse", State::Red),
             ]
         );
@@ -498,6 +550,11 @@ mod tests {
         assert_eq!(
             rows[6].detail,
             "slot atlas_cdc: 2147483648 bytes of WAL retained, streaming"
+        );
+        assert_eq!(
+            rows[7].detail,
+            "unreachable (no connection within 100 ms): reads bypass it for PostgreSQL; \
+             once back, entries may be up to 30 s stale"
         );
     }
 }

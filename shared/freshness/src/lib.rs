@@ -6,7 +6,8 @@
 //! - [`measure`]: the measurements themselves, against PostgreSQL: a
 //!   replica's heartbeat lag (the one definition routing uses too), its
 //!   replay age and distance, the CDC slot's retained WAL, staging's depth
-//!   and oldest row, the heartbeat's own age, the warehouse's lag;
+//!   and oldest row, the heartbeat's own age, the warehouse's lag, and
+//!   whether the cache's Redis answers;
 //! - [`checker`]: the lag checker's work: measure everything, then publish
 //!   it as EMF metrics and as `freshness_status` rows;
 //! - [`status`]: those rows as readers see them (and their last hour), and

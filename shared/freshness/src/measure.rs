@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use atlas_cache::HotCache;
 use atlas_store::{Pool, StoreError};
 use atlas_warehouse::Warehouse;
 use chrono::{DateTime, Utc};
@@ -70,6 +71,44 @@ pub struct Figures {
     /// there is no warehouse, it holds nothing yet, or it failed.
     pub analytics_lag_s: Option<f64>,
     pub warehouse_error: Option<String>,
+    /// `None` when there is no cache.
+    pub cache: Option<CacheFigures>,
+}
+
+/// The hot-entity cache: whether Redis answers, and how old an entry may
+/// be (the flusher drops changed entities at once; the TTL bounds what a
+/// lost invalidation leaves).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheFigures {
+    pub reachable: bool,
+    pub ping_ms: Option<f64>,
+    pub ttl_s: f64,
+    pub error: Option<String>,
+}
+
+/// PINGs the cache once.
+pub async fn cache(cache: &HotCache) -> CacheFigures {
+    let ttl_s = cache.ttl().as_secs_f64();
+    match tokio::time::timeout(MEASURE_TIMEOUT, cache.ping()).await {
+        Ok(Ok(took)) => CacheFigures {
+            reachable: true,
+            ping_ms: Some(took.as_secs_f64() * 1000.0),
+            ttl_s,
+            error: None,
+        },
+        Ok(Err(e)) => CacheFigures {
+            reachable: false,
+            ping_ms: None,
+            ttl_s,
+            error: Some(e),
+        },
+        Err(_) => CacheFigures {
+            reachable: false,
+            ping_ms: None,
+            ttl_s,
+            error: Some("no answer in time".to_owned()),
+        },
+    }
 }
 
 /// A sample of hot projections held against their latest readings.
@@ -292,5 +331,6 @@ pub async fn figures(
         divergence: p.divergence,
         analytics_lag_s,
         warehouse_error,
+        cache: None,
     })
 }

@@ -165,7 +165,13 @@ pub fn exit_code(rows: &[Published]) -> i32 {
 /// thresholds when `colour`), lag, how old the measurement is, and why a
 /// path is not green.
 pub fn table(rows: &[Published], now: DateTime<Utc>, colour: bool) -> String {
-    let lag = |l: Option<f64>| l.map_or("?".to_owned(), |l| format!("{l:.1} s"));
+    // No lag is unknown on a red path, and on others (the projection, the
+    // slot, the cache) not what they are judged by.
+    let lag = |r: &Published| match r.lag_seconds {
+        Some(l) => format!("{l:.1} s"),
+        None if r.state == State::Red => "?".to_owned(),
+        None => "-".to_owned(),
+    };
     let age = |at: DateTime<Utc>| format!("{:.0} s ago", (now - at).as_seconds_f64().max(0.0));
     let width = rows.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
     let mut out = format!(
@@ -188,7 +194,7 @@ pub fn table(rows: &[Published], now: DateTime<Utc>, colour: bool) -> String {
         out.push_str(&format!(
             "{:<width$}  {state}  {:>9}  {:>10}  {}\n",
             r.path,
-            lag(r.lag_seconds),
+            lag(r),
             age(r.measured_at),
             r.detail
         ));
@@ -234,13 +240,15 @@ mod tests {
                 State::Red,
                 "unreachable: connection refused",
             ),
+            published("cache", None, State::Green, "Redis answers in 0.4 ms"),
         ];
         let now = "2026-12-02T10:00:07Z".parse().unwrap();
         assert_eq!(
             table(&rows, now, false),
             "PATH       STATE         LAG    MEASURED  DETAIL\n\
              primary    green       0.0 s     7 s ago  \n\
-             replica:1  red             ?     7 s ago  unreachable: connection refused\n"
+             replica:1  red             ?     7 s ago  unreachable: connection refused\n\
+             cache      green           -     7 s ago  Redis answers in 0.4 ms\n"
         );
         let coloured = table(&rows, now, true);
         assert!(coloured.contains("\x1b[31mred   \x1b[0m"), "{coloured:?}");
