@@ -31,7 +31,7 @@ use crate::ingest;
 use crate::scratch::ScratchDb;
 use crate::{percentile, round3};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 pub struct Options {
     pub ingest: ingest::Options,

@@ -31,7 +31,7 @@ use tokio_postgres::types::{ToSql, Type};
 use crate::percentile;
 use crate::scratch::ScratchDb;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -3,10 +3,13 @@
 
 pub mod cdc;
 mod codec;
+pub mod coldstart;
 pub mod ingest;
 pub mod plugin;
 pub mod query;
 mod scratch;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The value at rank ⌈p·n⌉ of `v` (p50, p99, ...), sorting `v`; 0 for none.
 fn percentile(v: &mut [f64], p: f64) -> f64 {

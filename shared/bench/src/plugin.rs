@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::round3;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 #[derive(Debug, Clone)]
 pub struct Options {

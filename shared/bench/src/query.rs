@@ -28,7 +28,7 @@ use tokio_postgres::NoTls;
 use crate::scratch::ScratchDb;
 use crate::{percentile, round3};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 pub struct Options {
     pub server_url: String,

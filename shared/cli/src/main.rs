@@ -144,6 +144,32 @@ enum Bench {
     /// Changes into the warehouse: the ingest bench's writes, the change
     /// tap and the CDC-batch loader at once; lag from commit to loaded.
     Cdc(CdcBench),
+    /// Each function's binary started as Lambda starts it, against a local
+    /// Runtime API: init (exec to the first event asked for), the first
+    /// invocation, and the binary's size.
+    Coldstart(ColdstartBench),
+}
+
+#[derive(Args)]
+struct ColdstartBench {
+    /// Where the function binaries are (default: the release build's,
+    /// `$CARGO_TARGET_DIR/release` or `target/release`), as Lambda runs them.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Starts per function.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    runs: u16,
+    /// `cargo lambda build --release --arm64 --output-format zip`'s output
+    /// directory, to report each zip's size.
+    #[arg(long)]
+    lambda_dir: Option<PathBuf>,
+    /// Server on which the functions' scratch databases are created.
+    #[arg(
+        long,
+        env = "ATLAS_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
 }
 
 #[derive(Args)]
@@ -427,6 +453,20 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 loader_sample: 100_000,
             };
             let report = atlas_bench::cdc::run(&opts).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Bench(Bench::Coldstart(b)) => {
+            let opts = atlas_bench::coldstart::Options {
+                bin_dir: b.bin_dir.unwrap_or_else(|| {
+                    std::env::var_os("CARGO_TARGET_DIR")
+                        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+                        .join("release")
+                }),
+                runs: usize::from(b.runs),
+                server_url: b.database_url,
+                lambda_dir: b.lambda_dir,
+            };
+            let report = atlas_bench::coldstart::run(&opts).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::Bench(Bench::Query(b)) => {
