@@ -163,13 +163,21 @@ struct ColdstartBench {
     /// directory, to report each zip's size.
     #[arg(long)]
     lambda_dir: Option<PathBuf>,
-    /// Server on which the functions' scratch databases are created.
+    #[command(flatten)]
+    server: BenchServer,
+}
+
+/// Where a bench's databases live: scratch ones are created and dropped
+/// there, and the query bench keeps its dataset there.
+#[derive(Args)]
+struct BenchServer {
+    /// A PostgreSQL server (its superuser, to create databases).
     #[arg(
-        long,
+        long = "database-url",
         env = "ATLAS_BENCH_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
-    database_url: String,
+    url: String,
 }
 
 #[derive(Args)]
@@ -182,13 +190,8 @@ struct CdcBench {
     /// Load every MSK event twice, as a redelivered batch.
     #[arg(long)]
     redeliver: bool,
-    /// Server on which scratch databases are created and dropped.
-    #[arg(
-        long,
-        env = "ATLAS_BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
+    #[command(flatten)]
+    server: BenchServer,
 }
 
 #[derive(Args)]
@@ -207,13 +210,8 @@ struct QueryBench {
     /// Build the dataset again even if it exists.
     #[arg(long)]
     rebuild: bool,
-    /// Server that holds the dataset's database.
-    #[arg(
-        long,
-        env = "ATLAS_BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
+    #[command(flatten)]
+    server: BenchServer,
     #[arg(
         long,
         env = "ATLAS_REDIS_URL",
@@ -238,13 +236,8 @@ struct IngestBench {
     quick: bool,
     #[arg(long)]
     readings: Option<usize>,
-    /// Server on which scratch databases are created and dropped.
-    #[arg(
-        long,
-        env = "ATLAS_BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
+    #[command(flatten)]
+    server: BenchServer,
     #[arg(long, default_value_t = 2)]
     writers: usize,
     #[arg(long, default_value_t = 2)]
@@ -426,7 +419,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 .readings
                 .unwrap_or(if b.quick { 200_000 } else { defaults.readings });
             let opts = atlas_bench::ingest::Options {
-                server_url: b.database_url,
+                server_url: b.server.url,
                 readings,
                 writers: b.writers,
                 flushers: b.flushers,
@@ -445,7 +438,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 .unwrap_or(if b.quick { 100_000 } else { defaults.readings });
             let opts = atlas_bench::cdc::Options {
                 ingest: atlas_bench::ingest::Options {
-                    server_url: b.database_url,
+                    server_url: b.server.url,
                     readings,
                     ..defaults
                 },
@@ -463,7 +456,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                         .join("release")
                 }),
                 runs: usize::from(b.runs),
-                server_url: b.database_url,
+                server_url: b.server.url,
                 lambda_dir: b.lambda_dir,
             };
             let report = atlas_bench::coldstart::run(&opts).await?;
@@ -471,7 +464,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Bench(Bench::Query(b)) => {
             let opts = atlas_bench::query::Options {
-                server_url: b.database_url,
+                server_url: b.server.url,
                 entities: b.entities,
                 tenants: b.tenants,
                 iterations: b.iterations,
