@@ -359,7 +359,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             None if in_lambda => return Err(ConfigError::Missing { name: CURSOR_KEY }),
             None => CursorKey::random(),
         };
-        let d = QueryConfig::default();
+        let d = QueryConfig::with_key(cursor_key);
         Ok(QueryConfig {
             history_max_range: self.seconds("ATLAS_HISTORY_MAX_RANGE_SECS", d.history_max_range)?,
             analytics_max_range: self
@@ -368,7 +368,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 .seconds("ATLAS_WAREHOUSE_MAX_RANGE_SECS", d.warehouse_max_range)?,
             catalog_ttl,
             routing,
-            cursor_key,
+            ..d
         })
     }
 
