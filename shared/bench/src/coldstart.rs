@@ -217,24 +217,16 @@ async fn measure_all(
                 binary_bytes: std::fs::metadata(&path)?.len(),
                 zip_bytes: zip,
                 init_ms_p50: round3(percentile(&mut inits, 0.5)),
-                init_ms_min: round3(min(&inits)),
-                init_ms_max: round3(max(&inits)),
+                init_ms_min: round3(percentile(&mut inits, 0.0)),
+                init_ms_max: round3(percentile(&mut inits, 1.0)),
                 first_invocation_ms_p50: round3(percentile(&mut invocations, 0.5)),
-                first_invocation_ms_min: round3(min(&invocations)),
-                first_invocation_ms_max: round3(max(&invocations)),
+                first_invocation_ms_min: round3(percentile(&mut invocations, 0.0)),
+                first_invocation_ms_max: round3(percentile(&mut invocations, 1.0)),
                 answered,
             },
         );
     }
     Ok(out)
-}
-
-fn min(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(0.0, f64::max)
 }
 
 struct Start {

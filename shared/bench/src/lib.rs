@@ -34,6 +34,8 @@ mod tests {
         let mut v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         assert_eq!(percentile(&mut v, 0.99), 99.0);
         assert_eq!(percentile(&mut v, 0.5), 50.0);
+        assert_eq!(percentile(&mut v, 0.0), 1.0, "the lowest");
+        assert_eq!(percentile(&mut v, 1.0), 100.0, "the highest");
         assert_eq!(percentile(&mut [], 0.99), 0.0);
     }
 }

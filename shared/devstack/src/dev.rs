@@ -215,7 +215,6 @@ async fn changes_forever(url: String, loader: atlas_warehouse::Loader) {
     }
 }
 
-/// The query API function, as API Gateway would invoke it.
 /// Where `atlas dev` serves the status page.
 pub const STATUS_PAGE: &str = "/status";
 
@@ -231,6 +230,7 @@ fn status_page(check_interval: Duration) -> atlas_gateway::local::Page {
     })
 }
 
+/// The query API function, as API Gateway would invoke it.
 fn query_handler(api: &Arc<QueryApi>) -> atlas_gateway::local::Handler {
     let api = api.clone();
     handler(move |req| {

@@ -88,26 +88,14 @@ pub struct CacheFigures {
 
 /// PINGs the cache once.
 pub async fn cache(cache: &HotCache) -> CacheFigures {
-    let ttl_s = cache.ttl().as_secs_f64();
-    match tokio::time::timeout(MEASURE_TIMEOUT, cache.ping()).await {
-        Ok(Ok(took)) => CacheFigures {
-            reachable: true,
-            ping_ms: Some(took.as_secs_f64() * 1000.0),
-            ttl_s,
-            error: None,
-        },
-        Ok(Err(e)) => CacheFigures {
-            reachable: false,
-            ping_ms: None,
-            ttl_s,
-            error: Some(e),
-        },
-        Err(_) => CacheFigures {
-            reachable: false,
-            ping_ms: None,
-            ttl_s,
-            error: Some("no answer in time".to_owned()),
-        },
+    let ping = tokio::time::timeout(MEASURE_TIMEOUT, cache.ping())
+        .await
+        .unwrap_or_else(|_| Err("no answer in time".to_owned()));
+    CacheFigures {
+        reachable: ping.is_ok(),
+        ping_ms: ping.as_ref().ok().map(|took| took.as_secs_f64() * 1000.0),
+        ttl_s: cache.ttl().as_secs_f64(),
+        error: ping.err(),
     }
 }
 

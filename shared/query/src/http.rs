@@ -94,16 +94,14 @@ impl QueryApi {
 
 /// Never fails: every problem becomes a JSON error response.
 pub async fn handle(api: &QueryApi, req: Request) -> Response<Body> {
-    // How fresh the read paths are holds no tenant's data: any valid token
-    // may ask (the status page's token carries no scope at all), and an
-    // inactive tenant's too.
-    if req.uri().path() == STATUS {
+    let Some(scope) = scope_for(req.method(), req.uri().path()) else {
+        // No tenant's data: a valid token is all it takes, an inactive
+        // tenant's too.
         return match tenant_from_request(&req) {
             Ok(_) => serve(api, req).await,
             Err(e) => ApiError::from(e).into_response(),
         };
-    }
-    let scope = scope_for(req.method(), req.uri().path());
+    };
     let tenant = match authorize(&req, scope) {
         Ok(tenant) => tenant,
         Err(e) => return ApiError::from(e).into_response(),
@@ -151,17 +149,21 @@ async fn admit(api: &QueryApi, tenant: TenantId) -> Result<(), ApiError> {
 }
 
 /// The scope a request needs: changes to the catalog and the plugins need
-/// `admin`, everything else `read` (a method a path does not serve is
-/// answered 405 by the router, after this). Whatever needs only `read`
-/// must change nothing: it runs before its tenant is admitted.
-fn scope_for(method: &Method, path: &str) -> Scope {
+/// `admin`, the freshness status none (it holds no tenant's data, and the
+/// status page's token carries no scope), everything else `read` (a method
+/// a path does not serve is answered 405 by the router, after this).
+/// Whatever needs only `read` must change nothing: it runs before its
+/// tenant is admitted.
+fn scope_for(method: &Method, path: &str) -> Option<Scope> {
     let changes = |prefix: &str| {
         (path == prefix || path.starts_with(&format!("{prefix}/"))) && method != Method::GET
     };
-    if changes(atlas_plugins::http::PREFIX) || changes("/v1/attributes") {
-        Scope::Admin
+    if path == STATUS {
+        None
+    } else if changes(atlas_plugins::http::PREFIX) || changes("/v1/attributes") {
+        Some(Scope::Admin)
     } else {
-        Scope::Read
+        Some(Scope::Read)
     }
 }
 
