@@ -255,7 +255,7 @@ async fn the_atlas_plugin_commands_take_a_plugin_from_a_file_to_ingest() {
         env!("CARGO_MANIFEST_DIR")
     );
     let (ok, out, err) = atlas(&["plugin", "validate", &wasm]);
-    assert!(ok && out.contains("valid (ABI v1"), "{out}{err}");
+    assert!(ok && out.contains("valid (ABI v2"), "{out}{err}");
 
     let input = dir.join("batch.json");
     std::fs::write(

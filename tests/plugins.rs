@@ -650,6 +650,39 @@ async fn a_cold_container_loads_only_the_artifact_the_registry_recorded() {
     );
 }
 
+/// ABI version 2 (binary) is the SDK's default; a version-1 (JSON) module
+/// of the same transform keeps working beside it, and both store the same.
+#[tokio::test]
+async fn version_1_and_version_2_plugins_store_the_same_readings() {
+    let s = Stack::new().await;
+    s.install("1", "f2c", &example_plugin("fahrenheit_to_celsius_v1"))
+        .await;
+    s.install("2", "f2c", &example_plugin("fahrenheit_to_celsius"))
+        .await;
+    let batch = json!({"readings": [
+        {"entity_id": 9, "attribute": "temperature", "value": 98.6, "ts": "2026-11-24T10:00:00Z"},
+        {"entity_id": 9, "attribute": "status", "value": "ok", "ts": "2026-11-24T10:00:00Z"},
+        {"entity_id": 9, "attribute": "temperature", "value": "warm"},
+    ]});
+    for tenant in ["1", "2"] {
+        let (status, out) = s.post(tenant, &batch).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+        assert!(
+            out.to_string()
+                .contains("temperature of entity 9 is not a number"),
+            "{out}"
+        );
+        let good = json!({"readings": &batch["readings"].as_array().unwrap()[..2]});
+        let (status, out) = s.post(tenant, &good).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+        assert_eq!(out["plugin"]["readings_out"], 2, "{out}");
+    }
+    s.flush().await;
+    let expected = pairs(&[("status", "ok"), ("temperature", "37")]);
+    assert_eq!(s.stored(1, 9).await, expected);
+    assert_eq!(s.stored(2, 9).await, expected);
+}
+
 #[tokio::test]
 async fn on_msk_a_batch_the_plugin_refuses_is_skipped_and_the_others_staged() {
     let s = Stack::new().await;

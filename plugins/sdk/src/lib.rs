@@ -1,6 +1,7 @@
 //! Write an Atlas transform plugin as one function over a batch of
 //! readings; this crate hides the ABI (`plugins/ABI.md`): memory, buffers,
-//! the JSON payload and the exports.
+//! the payload and the exports. `plugin!` speaks ABI version 2 (binary),
+//! `plugin_v1!` version 1 (JSON); the function is the same for both.
 //!
 //! ```ignore
 //! use atlas_plugin_sdk::{plugin, Reading};
@@ -14,6 +15,7 @@
 //! No dependencies, and Rust 1.63 is enough, so any toolchain with a
 //! wasm32 standard library builds it.
 
+mod binary;
 #[cfg(target_arch = "wasm32")]
 mod bump;
 mod json;
@@ -22,8 +24,38 @@ mod json;
 #[global_allocator]
 static ALLOCATOR: bump::Bump = bump::Bump;
 
-/// The ABI version this SDK implements.
-pub const ABI_VERSION: i32 = 1;
+/// ABI version 2's binary layout (`plugins/ABI.md`, "Payload: binary"),
+/// shared with the host so that both sides read one definition.
+pub mod layout {
+    /// Header: kind, record count, string count, string table offset.
+    pub const HEADER: usize = 16;
+    pub const RECORD: usize = 32;
+    /// A string table entry: offset and length.
+    pub const ENTRY: usize = 8;
+    /// An absent string field (`entity_type`, `ts`).
+    pub const NONE: u32 = u32::MAX;
+
+    pub const KIND_READINGS: u32 = 0;
+    pub const KIND_ERROR: u32 = 1;
+
+    /// Value tags.
+    pub const INT: u8 = 0;
+    pub const FLOAT: u8 = 1;
+    pub const BOOL: u8 = 2;
+    pub const STRING: u8 = 3;
+    /// Anything else a device may send (null, an array, an object, an
+    /// integer past i64), as its JSON text, so nothing is lost on the way.
+    pub const JSON: u8 = 4;
+
+    /// Record flag: `entity_id` is a string index to the JSON text of an
+    /// id that is not a 64-bit integer.
+    pub const ENTITY_AS_JSON: u8 = 1;
+}
+
+/// The ABI version `plugin!` exports: the binary payload.
+pub const ABI_VERSION: i32 = 2;
+/// The ABI version `plugin_v1!` exports: the JSON payload.
+pub const JSON_ABI_VERSION: i32 = 1;
 
 /// A reading's value, as JSON carries it.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,14 +100,44 @@ pub struct Reading {
     pub ts: Option<String>,
 }
 
-/// Decodes a batch, runs `f` on it and encodes its answer: the whole
-/// round trip a plugin call makes, usable natively too (benchmarks, tests).
+/// The transform a plugin is written as.
+pub type Transform = fn(Vec<Reading>) -> Result<Vec<Reading>, String>;
+
+/// Decodes a JSON batch (ABI version 1), runs `f` on it and encodes its
+/// answer: the whole round trip a call makes, usable natively too
+/// (benchmarks, and tests that write their batches by hand).
 pub fn run(input: &[u8], f: impl FnOnce(Vec<Reading>) -> Result<Vec<Reading>, String>) -> Vec<u8> {
-    let result = json::decode_batch(input).and_then(f);
-    let mut out = Vec::with_capacity(input.len() + 16);
+    round_trip(
+        json::decode_batch(input).and_then(f),
+        input.len(),
+        json::encode_batch,
+        json::encode_error,
+    )
+}
+
+/// `run` for a binary batch (ABI version 2).
+pub fn run_binary(
+    input: &[u8],
+    f: impl FnOnce(Vec<Reading>) -> Result<Vec<Reading>, String>,
+) -> Vec<u8> {
+    round_trip(
+        binary::decode_batch(input).and_then(f),
+        input.len(),
+        binary::encode_batch,
+        binary::encode_error,
+    )
+}
+
+fn round_trip(
+    result: Result<Vec<Reading>, String>,
+    input_len: usize,
+    encode: fn(&[Reading], &mut Vec<u8>),
+    error: fn(&str, &mut Vec<u8>),
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input_len + 16);
     match result {
-        Ok(readings) => json::encode_batch(&readings, &mut out),
-        Err(message) => json::encode_error(&message, &mut out),
+        Ok(readings) => encode(&readings, &mut out),
+        Err(message) => error(&message, &mut out),
     }
     out
 }
@@ -106,22 +168,44 @@ pub fn __alloc(len: i32) -> i32 {
 }
 
 #[doc(hidden)]
-pub fn __transform(ptr: i32, len: i32, f: fn(Vec<Reading>) -> Result<Vec<Reading>, String>) -> i64 {
+pub fn __transform(ptr: i32, len: i32, version: i32, f: Transform) -> i64 {
     // SAFETY: the host wrote `len` bytes at `ptr`, which `__alloc` handed out.
     let input = unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len as usize) };
-    let out = run(input, f);
+    let out = if version == JSON_ABI_VERSION {
+        run(input, f)
+    } else {
+        run_binary(input, f)
+    };
     let (out_ptr, out_len) = (out.as_ptr() as usize as u64, out.len() as u64);
     std::mem::forget(out);
     ((out_ptr << 32) | out_len) as i64
 }
 
-/// Exports the ABI around `transform: fn(Vec<Reading>) -> Result<Vec<Reading>, String>`.
+/// Exports ABI version 2 (binary) around
+/// `transform: fn(Vec<Reading>) -> Result<Vec<Reading>, String>`.
 #[macro_export]
 macro_rules! plugin {
     ($transform:path) => {
+        $crate::__exports!($transform, $crate::ABI_VERSION);
+    };
+}
+
+/// Exports ABI version 1 (JSON) around the same kind of function, for a
+/// host that predates version 2.
+#[macro_export]
+macro_rules! plugin_v1 {
+    ($transform:path) => {
+        $crate::__exports!($transform, $crate::JSON_ABI_VERSION);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __exports {
+    ($transform:path, $version:expr) => {
         #[no_mangle]
         pub extern "C" fn atlas_abi_version() -> i32 {
-            $crate::ABI_VERSION
+            $version
         }
 
         #[no_mangle]
@@ -131,7 +215,7 @@ macro_rules! plugin {
 
         #[no_mangle]
         pub extern "C" fn atlas_transform(ptr: i32, len: i32) -> i64 {
-            $crate::__transform(ptr, len, $transform)
+            $crate::__transform(ptr, len, $version, $transform)
         }
     };
 }

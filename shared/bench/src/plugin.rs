@@ -1,14 +1,17 @@
 //! `atlas bench plugin`: the Fahrenheit-to-Celsius example in the sandbox
-//! against the same logic compiled natively, in the same process and run.
+//! against the same logic compiled natively, in the same process and run,
+//! once per ABI version: JSON (v1) and binary (v2).
 //!
-//! Both sides do the whole round trip a call makes: decode the JSON batch,
-//! transform, encode. The WebAssembly side also pays for a fresh instance
-//! and the copies in and out of its memory, as in production.
+//! Both sides do the whole round trip a call makes: the host encodes the
+//! batch, the guest decodes it, transforms and encodes its answer, the host
+//! decodes that. The WebAssembly side also pays for a fresh instance and
+//! the copies in and out of its memory, as in production.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use atlas_plugin_host::{Host, Limits};
+use atlas_core::RawReading;
+use atlas_plugin_host::{Abi, Decoded, Host, Limits, Plugin};
 use serde::Serialize;
 
 use crate::round3;
@@ -17,18 +20,20 @@ use crate::BoxError;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The built example (`bash plugins/build.sh`).
+    /// The built example, version 2 (`bash plugins/build.sh`).
     pub wasm: PathBuf,
+    /// The same example built as version 1.
+    pub wasm_v1: PathBuf,
     pub batch: usize,
     pub iterations: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
+        let built = "plugins/target/wasm32-unknown-unknown/release";
         Self {
-            wasm: PathBuf::from(
-                "plugins/target/wasm32-unknown-unknown/release/fahrenheit_to_celsius.wasm",
-            ),
+            wasm: PathBuf::from(format!("{built}/fahrenheit_to_celsius.wasm")),
+            wasm_v1: PathBuf::from(format!("{built}/fahrenheit_to_celsius_v1.wasm")),
             batch: 1_000,
             iterations: 300,
         }
@@ -39,35 +44,60 @@ impl Default for Options {
 pub struct Report {
     pub bench: &'static str,
     pub records: usize,
-    pub wasm_ns_per_record: f64,
-    pub native_ns_per_record: f64,
-    pub ratio: f64,
-    pub instantiate_us_p50: f64,
+    pub v1: AbiFigures,
+    pub v2: AbiFigures,
+    /// Loading the version-2 module from its precompiled artifact.
     pub cold_load_ms: f64,
-    /// Compiling the `.wasm` from scratch, which the precompiled artifact avoids.
+    /// Compiling the version-2 `.wasm` from scratch, which the
+    /// precompiled artifact avoids.
     pub compile_ms: f64,
-    pub fuel_per_record: f64,
     /// The payload's round trip alone (host encode, guest decode and
-    /// encode, host decode), natively: the ABI's JSON against a compact
-    /// binary form of the same readings.
+    /// encode of an identity transform, host decode), natively.
     pub json_codec_ns_per_record: f64,
     pub binary_codec_ns_per_record: f64,
 }
 
-pub fn run(opts: &Options) -> Result<Report, BoxError> {
-    let wasm = std::fs::read(&opts.wasm).map_err(|e| {
+/// One ABI version's figures: the sandboxed call against the same round
+/// trip compiled natively.
+#[derive(Debug, Clone, Serialize)]
+pub struct AbiFigures {
+    pub wasm_ns_per_record: f64,
+    pub native_ns_per_record: f64,
+    pub ratio: f64,
+    pub instantiate_us_p50: f64,
+    pub fuel_per_record: f64,
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, BoxError> {
+    std::fs::read(path).map_err(|e| {
         format!(
             "{}: {e}; build the example plugins first: bash plugins/build.sh",
-            opts.wasm.display()
+            path.display()
         )
-    })?;
-    let input = batch(opts.batch);
+        .into()
+    })
+}
+
+pub fn run(opts: &Options) -> Result<Report, BoxError> {
+    let (wasm, wasm_v1) = (read(&opts.wasm)?, read(&opts.wasm_v1)?);
+    let readings = batch(opts.batch);
     let host = Host::new()?;
 
     let started = Instant::now();
-    let plugin = host.compile(&wasm)?;
+    let v2 = host.compile(&wasm)?;
     let compile_ms = ms(started.elapsed());
-    let artifact = plugin.precompiled()?;
+    let v1 = host.compile(&wasm_v1)?;
+    for (plugin, abi) in [(&v1, Abi::Json), (&v2, Abi::Binary)] {
+        if plugin.abi() != abi {
+            return Err(format!(
+                "expected ABI version {} in {:?}",
+                abi.version(),
+                plugin.abi()
+            )
+            .into());
+        }
+    }
+    let artifact = v2.precompiled()?;
     let mut loads = (0..20)
         .map(|_| {
             let t = Instant::now();
@@ -75,52 +105,74 @@ pub fn run(opts: &Options) -> Result<Report, BoxError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let limits = Limits::default();
-    let expected = atlas_plugin_sdk::run(&input, fahrenheit_to_celsius::transform);
-    let first = plugin.call(&host, &input, &limits)?;
-    if first.bytes != expected {
-        return Err("the sandboxed and native runs disagree".into());
-    }
     eprintln!(
-        "{} calls of {} readings each, sandboxed and native, interleaved",
+        "{} calls of {} readings each per ABI version, sandboxed and native, interleaved",
         opts.iterations, opts.batch
     );
-    let (mut wasm_t, mut native_t, mut inst_t) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..opts.iterations {
-        let t = Instant::now();
-        let out = plugin.call(&host, &input, &limits)?;
-        wasm_t.push(t.elapsed());
-        inst_t.push(out.instantiate);
-        let t = Instant::now();
-        let native = atlas_plugin_sdk::run(&input, fahrenheit_to_celsius::transform);
-        native_t.push(t.elapsed());
-        std::hint::black_box(native);
-    }
-    let (json_codec, binary_codec) = crate::codec::measure(&input, opts.iterations)?;
-    let per_record = |d: Duration| d.as_nanos() as f64 / opts.batch as f64;
-    let (w, n) = (
-        per_record(median(&mut wasm_t)),
-        per_record(median(&mut native_t)),
-    );
+    let v1 = measure(&host, &v1, &readings, opts.iterations, |input| {
+        atlas_plugin_sdk::run(input, fahrenheit_to_celsius::transform)
+    })?;
+    let v2 = measure(&host, &v2, &readings, opts.iterations, |input| {
+        atlas_plugin_sdk::run_binary(input, fahrenheit_to_celsius::transform)
+    })?;
+    let (json_codec, binary_codec) = crate::codec::measure(&readings, opts.iterations)?;
     Ok(Report {
         bench: "plugin",
         records: opts.batch,
-        wasm_ns_per_record: round3(w),
-        native_ns_per_record: round3(n),
-        ratio: round3(w / n),
-        instantiate_us_p50: round3(median(&mut inst_t).as_nanos() as f64 / 1000.0),
+        v1,
+        v2,
         cold_load_ms: round3(ms(median(&mut loads))),
         compile_ms: round3(compile_ms),
-        fuel_per_record: round3(first.fuel_used as f64 / opts.batch as f64),
         json_codec_ns_per_record: round3(json_codec),
         binary_codec_ns_per_record: round3(binary_codec),
     })
 }
 
+/// Calls in the sandbox interleaved with the same round trip natively
+/// (`native`: the guest's part, compiled into this process).
+fn measure(
+    host: &Host,
+    plugin: &Plugin,
+    readings: &[RawReading],
+    iterations: usize,
+    native: impl Fn(&[u8]) -> Vec<u8>,
+) -> Result<AbiFigures, BoxError> {
+    let (abi, limits) = (plugin.abi(), Limits::default());
+    let natively =
+        || -> Result<Decoded, BoxError> { Ok(abi.decode(&native(&abi.encode(readings)))?) };
+    let (sandboxed, first) = plugin.transform(host, readings, &limits)?;
+    if format!("{sandboxed:?}") != format!("{:?}", natively()?) {
+        return Err("the sandboxed and native runs disagree".into());
+    }
+    let (mut wasm_t, mut native_t, mut inst_t) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let (decoded, out) = plugin.transform(host, readings, &limits)?;
+        wasm_t.push(t.elapsed());
+        std::hint::black_box(decoded);
+        inst_t.push(out.instantiate);
+        let t = Instant::now();
+        std::hint::black_box(natively()?);
+        native_t.push(t.elapsed());
+    }
+    let per_record = |d: Duration| d.as_nanos() as f64 / readings.len() as f64;
+    let (w, n) = (
+        per_record(median(&mut wasm_t)),
+        per_record(median(&mut native_t)),
+    );
+    Ok(AbiFigures {
+        wasm_ns_per_record: round3(w),
+        native_ns_per_record: round3(n),
+        ratio: round3(w / n),
+        instantiate_us_p50: round3(median(&mut inst_t).as_nanos() as f64 / 1000.0),
+        fuel_per_record: round3(first.fuel_used as f64 / readings.len() as f64),
+    })
+}
+
 /// A batch with half temperatures (converted) and half other readings.
-fn batch(n: usize) -> Vec<u8> {
+fn batch(n: usize) -> Vec<RawReading> {
     let mut rng = fastrand::Rng::with_seed(7);
-    let readings: Vec<serde_json::Value> = (0..n)
+    (0..n)
         .map(|i| {
             let attribute = if i % 2 == 0 { "temperature" } else { "status" };
             let value = if i % 2 == 0 {
@@ -128,11 +180,15 @@ fn batch(n: usize) -> Vec<u8> {
             } else {
                 serde_json::json!("online")
             };
-            serde_json::json!({"entity_id": rng.i64(0..1_000_000), "entity_type": "device",
-                               "attribute": attribute, "value": value, "ts": "2026-11-24T10:00:00.123456Z"})
+            RawReading {
+                entity_id: rng.i64(0..1_000_000).into(),
+                entity_type: Some("device".into()),
+                attribute: attribute.into(),
+                value,
+                ts: Some("2026-11-24T10:00:00.123456Z".into()),
+            }
         })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({ "readings": readings })).expect("serializable")
+        .collect()
 }
 
 fn median(v: &mut [Duration]) -> Duration {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use atlas_plugin_host::{Host, Limits};
+use atlas_plugin_host::{Abi, Decoded, Host, Limits};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
@@ -106,12 +106,12 @@ pub async fn run(cmd: PluginCmd) -> Result<(), BoxError> {
     match cmd {
         PluginCmd::Validate { file, limits } => {
             let wasm = read(&file)?;
-            let (_, fuel) =
+            let (plugin, fuel) =
                 atlas_plugin_host::check_upload(&*Host::new()?, &wasm, &limits.limits()?)?;
             println!(
                 "{}: valid (ABI v{}, {} bytes, dry run used {fuel} fuel)",
                 file.display(),
-                atlas_plugin_host::ABI_VERSION,
+                plugin.abi().version(),
                 wasm.len()
             );
         }
@@ -120,17 +120,30 @@ pub async fn run(cmd: PluginCmd) -> Result<(), BoxError> {
             input,
             limits,
         } => {
-            let (wasm, input) = (read(&file)?, read(&input)?);
+            let (wasm, batch) = (read(&file)?, read(&input)?);
             let host = Host::new()?;
             let plugin = host.compile(&wasm)?;
+            // The input is JSON for either ABI version; a version-2 plugin
+            // gets it in its binary form, and its answer is shown as JSON.
+            let readings = match Abi::Json.decode(&batch) {
+                Ok(Decoded::Readings(r)) => r,
+                Ok(Decoded::Rejected(_)) => {
+                    return Err(format!(
+                        "{}: expected a batch, {{\"readings\": [...]}}",
+                        input.display()
+                    )
+                    .into());
+                }
+                Err(e) => return Err(format!("{}: {e}", input.display()).into()),
+            };
             let started = std::time::Instant::now();
-            let out = plugin.call(&host, &input, &limits.limits()?)?;
+            let (answer, out) = plugin.transform(&host, &readings, &limits.limits()?)?;
             let took = started.elapsed();
-            atlas_plugin_host::decode_output(&out.bytes)?;
-            let pretty = serde_json::from_slice::<Value>(&out.bytes)
-                .and_then(|v| serde_json::to_string_pretty(&v))
-                .unwrap_or_else(|_| String::from_utf8_lossy(&out.bytes).into_owned());
-            println!("{pretty}");
+            let answer = match answer {
+                Decoded::Readings(readings) => serde_json::json!({ "readings": readings }),
+                Decoded::Rejected(error) => serde_json::json!({ "error": error }),
+            };
+            println!("{}", serde_json::to_string_pretty(&answer)?);
             eprintln!(
                 "fuel used: {}  call: {:.3} ms  instantiate: {} us",
                 out.fuel_used,

@@ -12,8 +12,8 @@ pub enum PluginError {
         name: &'static str,
         expected: &'static str,
     },
-    #[error("the module speaks ABI version {found}; this host speaks {expected}")]
-    AbiVersion { found: i32, expected: i32 },
+    #[error("the module speaks ABI version {found}; this host speaks 1 and 2")]
+    AbiVersion { found: i32 },
     #[error("fuel limit: the plugin used its whole budget of {budget} fuel")]
     OutOfFuel { budget: u64 },
     #[error("time limit: the plugin ran longer than {ms} ms")]

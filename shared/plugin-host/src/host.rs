@@ -6,10 +6,9 @@ use wasmtime::{
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, ValType,
 };
 
-use crate::{Limits, PluginError};
+use atlas_core::RawReading;
 
-/// The ABI this host speaks; a module exports it as `atlas_abi_version`.
-pub const ABI_VERSION: i32 = 1;
+use crate::{Abi, Decoded, Limits, PluginError};
 
 /// How often the epoch ticks; timeouts are rounded up to whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -81,6 +80,7 @@ pub struct Host {
 pub struct Plugin {
     module: Module,
     pre: InstancePre<CallState>,
+    abi: Abi,
 }
 
 /// A call's result.
@@ -189,15 +189,9 @@ impl Host {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-        let plugin = Plugin { module, pre };
-        let found = plugin.abi_version(self)?;
-        if found != ABI_VERSION {
-            return Err(PluginError::AbiVersion {
-                found,
-                expected: ABI_VERSION,
-            });
-        }
-        Ok(plugin)
+        let found = abi_version(self, &pre)?;
+        let abi = Abi::from_version(found).ok_or(PluginError::AbiVersion { found })?;
+        Ok(Plugin { module, pre, abi })
     }
 }
 
@@ -209,18 +203,21 @@ impl Plugin {
             .map_err(|e| PluginError::Host(e.to_string()))
     }
 
-    fn abi_version(&self, host: &Host) -> Result<i32, PluginError> {
-        let limits = Limits::default();
-        let mut store = host.store(&limits);
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &store, &limits))?;
-        let f = instance
-            .get_typed_func::<(), i32>(&mut store, "atlas_abi_version")
-            .map_err(|e| PluginError::Host(e.to_string()))?;
-        f.call(&mut store, ())
-            .map_err(|e| classify(e, &store, &limits))
+    /// The payload this plugin speaks.
+    pub fn abi(&self) -> Abi {
+        self.abi
+    }
+
+    /// Runs the plugin on `readings` in its ABI's payload: `call` between
+    /// the encoding and the decoding.
+    pub fn transform(
+        &self,
+        host: &Host,
+        readings: &[RawReading],
+        limits: &Limits,
+    ) -> Result<(Decoded, Output), PluginError> {
+        let out = self.call(host, &self.abi.encode(readings), limits)?;
+        Ok((self.abi.decode(&out.bytes)?, out))
     }
 
     /// Runs one batch: a fresh instance (cheap with the pooling allocator
@@ -288,6 +285,19 @@ impl Plugin {
             instantiate,
         })
     }
+}
+
+fn abi_version(host: &Host, pre: &InstancePre<CallState>) -> Result<i32, PluginError> {
+    let limits = Limits::default();
+    let mut store = host.store(&limits);
+    let instance = pre
+        .instantiate(&mut store)
+        .map_err(|e| classify(e, &store, &limits))?;
+    let f = instance
+        .get_typed_func::<(), i32>(&mut store, "atlas_abi_version")
+        .map_err(|e| PluginError::Host(e.to_string()))?;
+    f.call(&mut store, ())
+        .map_err(|e| classify(e, &store, &limits))
 }
 
 impl Host {

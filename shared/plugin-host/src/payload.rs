@@ -1,10 +1,60 @@
-//! The ABI's payload (JSON, version 1) and the checks a module passes
-//! before it may become a tenant's plugin.
+//! The ABI's payloads (JSON in version 1, binary in version 2) and the
+//! checks a module passes before it may become a tenant's plugin.
 
 use atlas_core::RawReading;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Host, Limits, Plugin, PluginError};
+
+/// The payload a module speaks, from its exported `atlas_abi_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abi {
+    /// Version 1: a JSON batch in, a JSON answer out.
+    Json,
+    /// Version 2: fixed-width records and a string table (`binary.rs`).
+    Binary,
+}
+
+impl Abi {
+    pub fn from_version(version: i32) -> Option<Self> {
+        match version {
+            1 => Some(Abi::Json),
+            2 => Some(Abi::Binary),
+            _ => None,
+        }
+    }
+
+    pub fn version(self) -> i32 {
+        match self {
+            Abi::Json => 1,
+            Abi::Binary => 2,
+        }
+    }
+
+    /// A plugin's input for `readings`.
+    pub fn encode(self, readings: &[RawReading]) -> Vec<u8> {
+        match self {
+            Abi::Json => serde_json::to_vec(&Batch { readings }).expect("readings serialize"),
+            Abi::Binary => crate::binary::encode(readings),
+        }
+    }
+
+    /// Reads a plugin's answer. Readings are only checked for shape here;
+    /// ingest types them against the catalog like any other reading.
+    pub fn decode(self, bytes: &[u8]) -> Result<Decoded, PluginError> {
+        match self {
+            Abi::Json => decode_json(bytes),
+            Abi::Binary => crate::binary::decode(bytes),
+        }
+    }
+}
+
+/// Version 1's input, serialized straight from the readings (a `json!`
+/// value in between doubled the host's share of the cost).
+#[derive(Serialize)]
+struct Batch<'a> {
+    readings: &'a [RawReading],
+}
 
 /// Largest module accepted at upload.
 pub const MAX_MODULE_BYTES: usize = 4 << 20;
@@ -31,9 +81,9 @@ struct Answer {
     error: Option<String>,
 }
 
-/// Reads a plugin's output. Readings are only checked for shape here;
-/// ingest types them against the catalog like any other reading.
-pub fn decode_output(bytes: &[u8]) -> Result<Decoded, PluginError> {
+/// A JSON batch or answer: version 1's payload, and what `atlas plugin
+/// test` reads as input for either version.
+fn decode_json(bytes: &[u8]) -> Result<Decoded, PluginError> {
     let answer: Answer =
         serde_json::from_slice(bytes).map_err(|e| PluginError::MalformedOutput(e.to_string()))?;
     match (answer.readings, answer.error) {
@@ -61,9 +111,16 @@ pub fn check_upload(
         });
     }
     let plugin = host.compile(wasm)?;
-    let out = plugin.call(host, SAMPLE_BATCH.as_bytes(), limits)?;
-    decode_output(&out.bytes)?;
+    let (_, out) = plugin.transform(host, &sample(), limits)?;
     Ok((plugin, out.fuel_used))
+}
+
+/// `SAMPLE_BATCH`'s readings.
+pub fn sample() -> Vec<RawReading> {
+    match decode_json(SAMPLE_BATCH.as_bytes()) {
+        Ok(Decoded::Readings(r)) => r,
+        _ => unreachable!("the sample batch is a batch"),
+    }
 }
 
 #[cfg(test)]
@@ -72,12 +129,13 @@ mod tests {
 
     #[test]
     fn answers_are_a_batch_or_an_error() {
+        assert_eq!(sample().len(), 3);
         assert!(matches!(
-            decode_output(br#"{"readings":[{"entity_id":1,"attribute":"a","value":1}]}"#),
+            Abi::Json.decode(br#"{"readings":[{"entity_id":1,"attribute":"a","value":1}]}"#),
             Ok(Decoded::Readings(r)) if r.len() == 1
         ));
         assert!(
-            matches!(decode_output(br#"{"error":"no"}"#), Ok(Decoded::Rejected(m)) if m == "no")
+            matches!(Abi::Json.decode(br#"{"error":"no"}"#), Ok(Decoded::Rejected(m)) if m == "no")
         );
         for bad in [
             &b"not json"[..],
@@ -87,7 +145,7 @@ mod tests {
             br#"{"rows":[]}"#,
         ] {
             assert!(
-                matches!(decode_output(bad), Err(PluginError::MalformedOutput(_))),
+                matches!(Abi::Json.decode(bad), Err(PluginError::MalformedOutput(_))),
                 "{bad:?}"
             );
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use atlas_plugin_host::{Host, Limits, Plugin, PluginError};
+use atlas_plugin_host::{Abi, Host, Limits, Plugin, PluginError};
 
 /// A module with the ABI's exports; `transform` is the body of
 /// `atlas_transform`, `extra` adds items to the module.
@@ -207,20 +207,26 @@ fn a_start_function_that_loops_is_stopped_at_compile_time() {
 #[test]
 fn the_abi_is_checked() {
     let host = host();
-    let v2 = wat::parse_str(
-        r#"(module (memory (export "memory") 1)
-             (func (export "atlas_abi_version") (result i32) i32.const 2)
-             (func (export "atlas_alloc") (param i32) (result i32) i32.const 0)
-             (func (export "atlas_transform") (param i32 i32) (result i64) i64.const 0))"#,
-    )
-    .unwrap();
-    assert_eq!(
-        host.compile(&v2).err().unwrap(),
-        PluginError::AbiVersion {
-            found: 2,
-            expected: 1
-        }
-    );
+    let version = |v: i32| {
+        wat::parse_str(format!(
+            r#"(module (memory (export "memory") 1)
+                 (func (export "atlas_abi_version") (result i32) i32.const {v})
+                 (func (export "atlas_alloc") (param i32) (result i32) i32.const 0)
+                 (func (export "atlas_transform") (param i32 i32) (result i64) i64.const 0))"#
+        ))
+        .unwrap()
+    };
+    for (v, abi) in [(1, Abi::Json), (2, Abi::Binary)] {
+        assert_eq!(host.compile(&version(v)).unwrap().abi(), abi);
+    }
+    for found in [0, 3, -1] {
+        let err = host.compile(&version(found)).err().unwrap();
+        assert_eq!(err, PluginError::AbiVersion { found });
+        assert!(
+            err.to_string().contains("this host speaks 1 and 2"),
+            "{err}"
+        );
+    }
     let missing = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
     assert!(matches!(
         host.compile(&missing).err().unwrap(),

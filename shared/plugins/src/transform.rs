@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use atlas_core::{RawReading, TenantId};
 use atlas_objects::{ObjectError, ObjectStore};
-use atlas_plugin_host::{Decoded, Host, Plugin, PluginError, decode_output};
+use atlas_plugin_host::{Decoded, Host, Plugin, PluginError};
 use atlas_store::{Pool, StoreError, begin_tenant};
 use serde::Serialize;
 
@@ -36,13 +36,6 @@ struct Active {
     version: i32,
     settings: PluginSettings,
     plugin: Arc<Plugin>,
-}
-
-/// The ABI's input, serialized straight from the readings (a `json!`
-/// value in between doubled the host's share of the cost).
-#[derive(Serialize)]
-struct Batch<'a> {
-    readings: &'a [RawReading],
 }
 
 /// Which plugin ran on a batch and what it made of it; part of ingest's
@@ -133,16 +126,19 @@ impl Transforms {
             readings_out: 0,
             failure: None,
         };
-        let input = serde_json::to_vec(&Batch { readings }).expect("readings serialize");
+        let input = active.plugin.abi().encode(readings);
         let (plugin, host, limits) = (
             active.plugin.clone(),
             self.host.clone(),
             active.settings.limits,
         );
-        let called = tokio::task::spawn_blocking(move || plugin.call(&host, &input, &limits))
-            .await
-            .unwrap_or_else(|e| Err(PluginError::Host(e.to_string())));
-        let failure = match called.and_then(|out| decode_output(&out.bytes)) {
+        let called = tokio::task::spawn_blocking(move || {
+            let out = plugin.call(&host, &input, &limits)?;
+            plugin.abi().decode(&out.bytes)
+        })
+        .await
+        .unwrap_or_else(|e| Err(PluginError::Host(e.to_string())));
+        let failure = match called {
             Ok(Decoded::Rejected(message)) => return Ok(Some(Applied::Rejected { run, message })),
             Ok(Decoded::Readings(out)) if out.len() > max_readings => format!(
                 "the plugin returned {} readings; the limit is {max_readings}",

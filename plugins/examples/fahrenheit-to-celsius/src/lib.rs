@@ -1,6 +1,9 @@
 //! Devices report `temperature` in °F; the catalog stores °C.
+//!
+//! Built with `--features abi-v1` it speaks ABI version 1 (JSON), so the
+//! plugin benchmark can set the two payloads side by side on one transform.
 
-use atlas_plugin_sdk::{plugin, Reading, Value};
+use atlas_plugin_sdk::{Reading, Value};
 
 pub fn transform(mut readings: Vec<Reading>) -> Result<Vec<Reading>, String> {
     for r in readings.iter_mut().filter(|r| r.attribute == "temperature") {
@@ -13,7 +16,10 @@ pub fn transform(mut readings: Vec<Reading>) -> Result<Vec<Reading>, String> {
     Ok(readings)
 }
 
-plugin!(transform);
+#[cfg(not(feature = "abi-v1"))]
+atlas_plugin_sdk::plugin!(transform);
+#[cfg(feature = "abi-v1")]
+atlas_plugin_sdk::plugin_v1!(transform);
 
 #[cfg(test)]
 mod tests {
