@@ -95,57 +95,29 @@ pub(crate) fn decode_batch(b: &[u8]) -> Result<Vec<Reading>, String> {
     Ok(out)
 }
 
-/// The string table being written: each entry's offset is relative to the
-/// string bytes until the header places them.
+/// The answer's strings: attribute names and entity types written once,
+/// up to `INTERNED` of them.
 struct Strings<'a> {
-    entries: Vec<(u32, u32)>,
-    bytes: Vec<u8>,
+    table: Table,
     interned: Vec<(&'a str, u32)>,
 }
 
 impl<'a> Strings<'a> {
-    fn push(&mut self, s: &str) -> u32 {
-        self.entries.push((self.bytes.len() as u32, s.len() as u32));
-        self.bytes.extend_from_slice(s.as_bytes());
-        self.entries.len() as u32 - 1
-    }
-
     fn intern(&mut self, s: &'a str) -> u32 {
         if let Some(&(_, i)) = self.interned.iter().find(|(t, _)| *t == s) {
             return i;
         }
-        let i = self.push(s);
+        let i = self.table.push(s);
         if self.interned.len() < INTERNED {
             self.interned.push((s, i));
         }
         i
     }
-
-    /// Appends the table to `out`, whose header it completes.
-    fn finish(self, kind: u32, records: usize, out: &mut Vec<u8>) {
-        let strings_at = out.len();
-        let bytes_at = (strings_at + self.entries.len() * ENTRY) as u32;
-        for (offset, len) in &self.entries {
-            out.extend_from_slice(&(bytes_at + offset).to_le_bytes());
-            out.extend_from_slice(&len.to_le_bytes());
-        }
-        out.extend_from_slice(&self.bytes);
-        let header = [
-            kind,
-            records as u32,
-            self.entries.len() as u32,
-            strings_at as u32,
-        ];
-        for (i, field) in header.iter().enumerate() {
-            out[i * 4..i * 4 + 4].copy_from_slice(&field.to_le_bytes());
-        }
-    }
 }
 
 pub(crate) fn encode_batch(readings: &[Reading], out: &mut Vec<u8>) {
     let mut strings = Strings {
-        entries: Vec::with_capacity(readings.len() + 8),
-        bytes: Vec::with_capacity(readings.len() * 8),
+        table: Table::with_capacity(readings.len() + 8, readings.len() * 8),
         interned: Vec::new(),
     };
     out.clear();
@@ -156,7 +128,7 @@ pub(crate) fn encode_batch(readings: &[Reading], out: &mut Vec<u8>) {
             Value::Int(i) => (*i as u64, INT),
             Value::Float(f) => (f.to_bits(), FLOAT),
             Value::Bool(b) => (u64::from(*b), BOOL),
-            Value::Str(s) => (u64::from(strings.push(s)), STRING),
+            Value::Str(s) => (u64::from(strings.table.push(s)), STRING),
         };
         let attribute = strings.intern(&r.attribute);
         let entity_type = match &r.entity_type {
@@ -164,7 +136,7 @@ pub(crate) fn encode_batch(readings: &[Reading], out: &mut Vec<u8>) {
             None => NONE,
         };
         let ts = match &r.ts {
-            Some(t) => strings.push(t),
+            Some(t) => strings.table.push(t),
             None => NONE,
         };
         out.extend_from_slice(&r.entity_id.to_le_bytes());
@@ -174,19 +146,15 @@ pub(crate) fn encode_batch(readings: &[Reading], out: &mut Vec<u8>) {
         out.extend_from_slice(&ts.to_le_bytes());
         out.extend_from_slice(&[tag, 0, 0, 0]);
     }
-    strings.finish(KIND_READINGS, readings.len(), out);
+    strings.table.finish(KIND_READINGS, readings.len(), out);
 }
 
 pub(crate) fn encode_error(message: &str, out: &mut Vec<u8>) {
-    let mut strings = Strings {
-        entries: Vec::new(),
-        bytes: Vec::new(),
-        interned: Vec::new(),
-    };
+    let mut table = Table::with_capacity(1, message.len());
     out.clear();
     out.resize(HEADER, 0);
-    strings.push(message);
-    strings.finish(KIND_ERROR, 0, out);
+    table.push(message);
+    table.finish(KIND_ERROR, 0, out);
 }
 
 #[cfg(test)]

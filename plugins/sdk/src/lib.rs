@@ -19,38 +19,11 @@ mod binary;
 #[cfg(target_arch = "wasm32")]
 mod bump;
 mod json;
+pub mod layout;
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
 static ALLOCATOR: bump::Bump = bump::Bump;
-
-/// ABI version 2's binary layout (`plugins/ABI.md`, "Payload: binary"),
-/// shared with the host so that both sides read one definition.
-pub mod layout {
-    /// Header: kind, record count, string count, string table offset.
-    pub const HEADER: usize = 16;
-    pub const RECORD: usize = 32;
-    /// A string table entry: offset and length.
-    pub const ENTRY: usize = 8;
-    /// An absent string field (`entity_type`, `ts`).
-    pub const NONE: u32 = u32::MAX;
-
-    pub const KIND_READINGS: u32 = 0;
-    pub const KIND_ERROR: u32 = 1;
-
-    /// Value tags.
-    pub const INT: u8 = 0;
-    pub const FLOAT: u8 = 1;
-    pub const BOOL: u8 = 2;
-    pub const STRING: u8 = 3;
-    /// Anything else a device may send (null, an array, an object, an
-    /// integer past i64), as its JSON text, so nothing is lost on the way.
-    pub const JSON: u8 = 4;
-
-    /// Record flag: `entity_id` is a string index to the JSON text of an
-    /// id that is not a 64-bit integer.
-    pub const ENTITY_AS_JSON: u8 = 1;
-}
 
 /// The ABI version `plugin!` exports: the binary payload.
 pub const ABI_VERSION: i32 = 2;

@@ -12,28 +12,19 @@ use serde_json::Value;
 
 use crate::{Decoded, PluginError};
 
-/// The string table being built: entries relative to the start of the
-/// string bytes until `finish` places them.
-#[derive(Default)]
+/// The input's strings: every distinct attribute name and entity type
+/// written once per batch.
 struct Strings<'a> {
-    entries: Vec<(u32, u32)>,
-    bytes: Vec<u8>,
+    table: Table,
     interned: HashMap<&'a str, u32>,
 }
 
 impl<'a> Strings<'a> {
-    fn push(&mut self, s: &str) -> u32 {
-        let index = self.entries.len() as u32;
-        self.entries.push((self.bytes.len() as u32, s.len() as u32));
-        self.bytes.extend_from_slice(s.as_bytes());
-        index
-    }
-
     fn intern(&mut self, s: &'a str) -> u32 {
         if let Some(&i) = self.interned.get(s) {
             return i;
         }
-        let i = self.push(s);
+        let i = self.table.push(s);
         self.interned.insert(s, i);
         i
     }
@@ -41,14 +32,17 @@ impl<'a> Strings<'a> {
 
 /// The input for a version-2 plugin.
 pub(crate) fn encode(readings: &[RawReading]) -> Vec<u8> {
-    let mut strings = Strings::default();
+    let mut strings = Strings {
+        table: Table::with_capacity(readings.len() + 8, readings.len() * 32),
+        interned: HashMap::new(),
+    };
     let mut out = Vec::with_capacity(HEADER + readings.len() * (RECORD + 2 * ENTRY + 40));
     out.resize(HEADER, 0);
     for r in readings {
         let (entity, flags) = match r.entity_id.as_i64() {
             Some(id) => (id as u64, 0),
             None => (
-                u64::from(strings.push(&r.entity_id.to_string())),
+                u64::from(strings.table.push(&r.entity_id.to_string())),
                 ENTITY_AS_JSON,
             ),
         };
@@ -56,12 +50,12 @@ pub(crate) fn encode(readings: &[RawReading]) -> Vec<u8> {
             Value::Number(n) if n.is_i64() => (n.as_i64().unwrap_or_default() as u64, INT),
             Value::Number(n) if n.is_f64() => (n.as_f64().unwrap_or_default().to_bits(), FLOAT),
             Value::Bool(b) => (u64::from(*b), BOOL),
-            Value::String(s) => (u64::from(strings.push(s)), STRING),
-            other => (u64::from(strings.push(&other.to_string())), JSON),
+            Value::String(s) => (u64::from(strings.table.push(s)), STRING),
+            other => (u64::from(strings.table.push(&other.to_string())), JSON),
         };
         let attribute = strings.intern(&r.attribute);
         let entity_type = r.entity_type.as_deref().map_or(NONE, |t| strings.intern(t));
-        let ts = r.ts.as_deref().map_or(NONE, |t| strings.push(t));
+        let ts = r.ts.as_deref().map_or(NONE, |t| strings.table.push(t));
         out.extend_from_slice(&entity.to_le_bytes());
         out.extend_from_slice(&value.to_le_bytes());
         for index in [attribute, entity_type, ts] {
@@ -69,24 +63,9 @@ pub(crate) fn encode(readings: &[RawReading]) -> Vec<u8> {
         }
         out.extend_from_slice(&[tag, flags, 0, 0]);
     }
-    let strings_at = out.len();
-    let bytes_at = strings_at + strings.entries.len() * ENTRY;
-    for (offset, len) in &strings.entries {
-        out.extend_from_slice(&(bytes_at as u32 + offset).to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-    }
-    out.extend_from_slice(&strings.bytes);
-    for (at, field) in [
-        KIND_READINGS,
-        readings.len() as u32,
-        strings.entries.len() as u32,
-        strings_at as u32,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        out[at * 4..at * 4 + 4].copy_from_slice(&field.to_le_bytes());
-    }
+    strings
+        .table
+        .finish(KIND_READINGS, readings.len(), &mut out);
     out
 }
 

@@ -18,16 +18,16 @@ pub enum Abi {
 impl Abi {
     pub fn from_version(version: i32) -> Option<Self> {
         match version {
-            1 => Some(Abi::Json),
-            2 => Some(Abi::Binary),
+            atlas_plugin_sdk::JSON_ABI_VERSION => Some(Abi::Json),
+            atlas_plugin_sdk::ABI_VERSION => Some(Abi::Binary),
             _ => None,
         }
     }
 
     pub fn version(self) -> i32 {
         match self {
-            Abi::Json => 1,
-            Abi::Binary => 2,
+            Abi::Json => atlas_plugin_sdk::JSON_ABI_VERSION,
+            Abi::Binary => atlas_plugin_sdk::ABI_VERSION,
         }
     }
 
