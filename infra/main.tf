@@ -97,6 +97,7 @@ locals {
       timeout     = 70
       env = {
         ATLAS_FLUSH_BATCH          = tostring(var.flush_batch)
+        ATLAS_FLUSH_DRAIN_MB       = tostring(var.flush_drain_mb)
         ATLAS_FLUSH_INTERVAL_MS    = tostring(var.flush_interval_ms)
         ATLAS_FLUSH_STOP_MARGIN_MS = "3000"
         # Changed entities are dropped from the query API's cache.

@@ -113,9 +113,15 @@ variable "max_readings" {
 }
 
 variable "flush_batch" {
-  description = "ATLAS_FLUSH_BATCH: staging rows per flush transaction."
+  description = "ATLAS_FLUSH_BATCH: staging rows per row-by-row flush transaction."
   type        = number
   default     = 20000
+}
+
+variable "flush_drain_mb" {
+  description = "ATLAS_FLUSH_DRAIN_MB: the biggest staging slot drained whole in one transaction (1-1024)."
+  type        = number
+  default     = 64
 }
 
 variable "flush_interval_ms" {

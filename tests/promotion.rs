@@ -304,7 +304,13 @@ async fn batch_in_flight<'a>(
     )
     .await;
     let tx = client.transaction().await.unwrap();
-    assert_eq!(flush_in(&tx, 1000, Mode::Fast).await.unwrap().moved, 1);
+    assert_eq!(
+        flush_in(&tx, &FlushConfig::default(), Mode::Fast)
+            .await
+            .unwrap()
+            .moved,
+        1
+    );
     tx
 }
 

@@ -384,8 +384,11 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         )?;
         let batch = self.parsed("ATLAS_FLUSH_BATCH", d.batch_size)?;
         let batch = self.within("ATLAS_FLUSH_BATCH", batch, 1..=1_000_000, i64::to_string)?;
+        let drain_mb = self.parsed("ATLAS_FLUSH_DRAIN_MB", d.drain_max_bytes >> 20)?;
+        let drain_mb = self.within("ATLAS_FLUSH_DRAIN_MB", drain_mb, 1..=1024, i64::to_string)?;
         Ok(FlushConfig {
             batch_size: batch,
+            drain_max_bytes: drain_mb << 20,
             idle_interval: idle,
             stop_margin: self.millis("ATLAS_FLUSH_STOP_MARGIN_MS", d.stop_margin)?,
             max_run: match self.parsed("ATLAS_FLUSH_MAX_RUN_MS", 0u64)? {
@@ -539,6 +542,7 @@ mod tests {
         for (name, value) in [
             ("ATLAS_FLUSH_INTERVAL_MS", "50"),
             ("ATLAS_FLUSH_BATCH", "0"),
+            ("ATLAS_FLUSH_DRAIN_MB", "2048"),
             ("ATLAS_HEARTBEAT_INTERVAL_MS", "99999"),
             ("ATLAS_MAX_READINGS", "many"),
             ("ATLAS_DB_IAM_AUTH", "yes"),

@@ -79,6 +79,9 @@ pub struct Report {
     pub raw_copy_values_per_sec: f64,
     pub ratio: f64,
     pub flush_lag_p99_ms: f64,
+    /// Share of the readings moved by whole-slot drains rather than row by
+    /// row.
+    pub drained_share: f64,
     pub lost: i64,
     pub duplicated: i64,
     /// Readings per second acknowledged (durable in staging) by ingest.
@@ -211,6 +214,7 @@ async fn measure(
         raw_copy_values_per_sec: round(raw_copy_values_per_sec),
         ratio: (values_per_sec / raw_copy_values_per_sec * 1000.0).round() / 1000.0,
         flush_lag_p99_ms: round(percentile(&mut lags, 0.99)),
+        drained_share: (main.drained_rows as f64 / n * 1000.0).round() / 1000.0,
         lost: main.lost,
         duplicated: main.duplicated,
         ack_values_per_sec: round(ack),
@@ -235,6 +239,7 @@ pub(crate) struct Pass {
     pub(crate) acked: Duration,
     pub(crate) drained: Duration,
     lags: Vec<f64>,
+    drained_rows: i64,
     pub(crate) lost: i64,
     pub(crate) duplicated: i64,
 }
@@ -282,21 +287,26 @@ pub(crate) async fn pass(
     let next = Arc::new(AtomicUsize::new(0));
     let writers_done = Arc::new(AtomicBool::new(false));
     let lags = Arc::new(Mutex::new(Vec::new()));
+    let drained_rows = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let started = Instant::now();
 
     let flushers: Vec<_> = (0..opts.flushers)
         .map(|_| {
-            let (pool, cfg, done, lags) = (
+            let (pool, cfg, done, lags, drained_rows) = (
                 worker.clone(),
                 flush_cfg.clone(),
                 writers_done.clone(),
                 lags.clone(),
+                drained_rows.clone(),
             );
             tokio::spawn(async move {
                 loop {
                     let b = flush_batch(&pool, &cfg).await?;
                     if b.moved > 0 {
                         lags.lock().await.push(b.max_lag_ms);
+                        if b.drained {
+                            drained_rows.fetch_add(b.moved, Ordering::Relaxed);
+                        }
                     } else if done.load(Ordering::Acquire) {
                         return Ok::<_, atlas_store::StoreError>(());
                     } else {
@@ -366,6 +376,7 @@ pub(crate) async fn pass(
         acked,
         drained,
         lags,
+        drained_rows: drained_rows.load(Ordering::Relaxed),
         lost,
         duplicated,
     })

@@ -1,10 +1,17 @@
 //! Staging → `entity_values_ts` (every attribute) + `entity_jsonb` (hot
 //! attributes) + `entities` (new ones), one batch per transaction.
 //!
-//! A batch claims staging rows with `FOR UPDATE SKIP LOCKED` and deletes
-//! them in the same statement that inserts them downstream. So:
+//! Staging is sixteen slots, one per second (migration V15). A batch takes
+//! one of two shapes:
+//! - a slot whose second is over is *drained*: taken whole under a table
+//!   lock, moved in one statement and emptied with TRUNCATE;
+//! - otherwise the slot being written is flushed *row by row*: the oldest free
+//!   rows are claimed with `FOR UPDATE SKIP LOCKED` and deleted in the
+//!   statement that inserts them downstream.
+//!
+//! Either way:
 //! - a flusher killed mid-batch rolls back and leaves its rows in staging;
-//! - two flushers never claim the same row;
+//! - two flushers never move the same row;
 //! - a row already in `entity_values_ts` (a replay) is skipped by its key.
 
 use std::time::{Duration, Instant};
@@ -15,19 +22,15 @@ use tokio_postgres::error::SqlState;
 
 use crate::{Pool, StoreError, Transaction, ensure_partitions};
 
-/// The batch statement; `$conflict` is what the time-series insert does
-/// about a key that is already there.
+/// The batch statement over `moved`, the rows it takes out of staging;
+/// `$conflict` is what the time-series insert does about a key that is
+/// already there.
 macro_rules! flush_sql {
-    ($conflict:literal) => {
+    ($moved:literal, $conflict:literal) => {
         concat!(
+            "\nWITH moved AS (",
+            $moved,
             r#"
-WITH moved AS (
-    -- The oldest free rows of the tenants the first statement locked.
-    DELETE FROM entity_values_ingest
-    WHERE ctid = ANY (ARRAY(SELECT ctid FROM entity_values_ingest
-                            WHERE tenant_id = ANY ($2::bigint[])
-                            LIMIT $1 FOR UPDATE SKIP LOCKED))
-    RETURNING *
 ), ts AS (
     -- Key order: two flushers meeting the same replayed keys wait on each
     -- other in one direction only, and the primary key's B-tree fills in order.
@@ -75,10 +78,39 @@ SELECT (SELECT count(*) FROM moved),
        (SELECT count(*) FROM ts),
        (SELECT count(*) FROM hot),
        coalesce((SELECT extract(epoch FROM now() - min(staged_at)) * 1000 FROM moved), 0)::float8,
-       coalesce((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'entity_values_ingest'::regclass), 0),
+       coalesce((SELECT sum(s.n_live_tup) FROM pg_stat_user_tables s JOIN pg_inherits i ON i.inhrelid = s.relid
+                 WHERE i.inhparent = 'entity_values_ingest'::regclass), 0)::bigint,
        coalesce((SELECT array_agg(tenant_id) FROM hot), '{}'),
        coalesce((SELECT array_agg(entity_id) FROM hot), '{}')
 "#
+        )
+    };
+}
+
+/// Row by row: the oldest free rows of slot `$3` whose tenants (`$2`) the
+/// batch has locked, at most `$1`. `slot = $3` keeps the statement on one
+/// partition, where a ctid names one row.
+macro_rules! rows_sql {
+    ($conflict:literal) => {
+        flush_sql!(
+            r#"
+    DELETE FROM entity_values_ingest
+    WHERE slot = $3
+      AND ctid = ANY (ARRAY(SELECT ctid FROM entity_values_ingest
+                            WHERE slot = $3 AND tenant_id = ANY ($2::bigint[])
+                            LIMIT $1 FOR UPDATE SKIP LOCKED))
+    RETURNING *"#,
+            $conflict
+        )
+    };
+}
+
+/// A drain: everything in slot `$1`, which the batch holds locked.
+macro_rules! drain_sql {
+    ($conflict:literal) => {
+        flush_sql!(
+            "\n    SELECT * FROM entity_values_ingest WHERE slot = $1",
+            $conflict
         )
     };
 }
@@ -87,8 +119,10 @@ SELECT (SELECT count(*) FROM moved),
 /// speculative-insertion bookkeeping costs about a quarter of the insert.
 /// A batch that meets a key already stored fails as a whole, and is rerun
 /// in `Safe` mode, which skips such keys.
-const FLUSH_FAST: &str = flush_sql!("");
-const FLUSH_SAFE: &str = flush_sql!("ON CONFLICT DO NOTHING");
+const ROWS_FAST: &str = rows_sql!("");
+const ROWS_SAFE: &str = rows_sql!("ON CONFLICT DO NOTHING");
+const DRAIN_FAST: &str = drain_sql!("");
+const DRAIN_SAFE: &str = drain_sql!("ON CONFLICT DO NOTHING");
 
 /// How a batch treats readings whose key is already in `entity_values_ts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,12 +149,19 @@ pub struct Batch {
     pub elapsed: Duration,
     /// `(tenant_id, entity_id)` of each entity whose projection changed.
     pub changed: Vec<(i64, i64)>,
+    /// The batch was a whole slot, drained and emptied; another slot may
+    /// be ready too.
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct FlushConfig {
-    /// `ATLAS_FLUSH_BATCH` (1 to 1,000,000): staged rows per batch.
+    /// `ATLAS_FLUSH_BATCH` (1 to 1,000,000): staged rows per row-by-row
+    /// batch.
     pub batch_size: i64,
+    /// `ATLAS_FLUSH_DRAIN_MB` (1 to 1024): the biggest slot drained whole in
+    /// one batch; a bigger one (a backlog) goes `batch_size` rows at a time.
+    pub drain_max_bytes: i64,
     /// `ATLAS_FLUSH_INTERVAL_MS` (100 to 1000): pause between batches when
     /// staging is drained.
     pub idle_interval: Duration,
@@ -137,6 +178,8 @@ impl Default for FlushConfig {
     fn default() -> Self {
         Self {
             batch_size: 20_000,
+            // ~600,000 staged readings: a few seconds of a busy second.
+            drain_max_bytes: 64 << 20,
             idle_interval: Duration::from_millis(250),
             stop_margin: Duration::from_secs(3),
             max_run: None,
@@ -154,7 +197,7 @@ pub async fn flush_batch(pool: &Pool, cfg: &FlushConfig) -> Result<Batch, StoreE
     let mut mode = Mode::Fast;
     loop {
         attempt += 1;
-        match try_flush(pool, cfg.batch_size, mode).await {
+        match try_flush(pool, cfg, mode).await {
             Ok(b) => return Ok(b),
             Err(e) if mode == Mode::Fast && e.sql_state() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 tracing::debug!("batch holds replayed readings; flushing it again, skipping them");
@@ -183,17 +226,34 @@ pub async fn flush_batch(pool: &Pool, cfg: &FlushConfig) -> Result<Batch, StoreE
     }
 }
 
-async fn try_flush(pool: &Pool, limit: i64, mode: Mode) -> Result<Batch, StoreError> {
+async fn try_flush(pool: &Pool, cfg: &FlushConfig, mode: Mode) -> Result<Batch, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let batch = flush_in(&tx, limit, mode).await?;
+    let batch = flush_in(&tx, cfg, mode).await?;
     tx.commit().await?;
     Ok(batch)
 }
 
+/// The namespace of the advisory locks (two-key form, the slot as second
+/// key) by which flushers share out the slots to drain ("ATST" in ASCII).
+pub const STAGING_LOCK: i32 = 0x4154_5354;
+
+/// A slot whose second is over: nothing starts staging into it any more.
+const DRAIN_AGE: i16 = 1;
+
 /// One batch inside the caller's transaction; nothing is final until the
 /// caller commits. Exposed so tests can kill a flusher mid-batch.
-pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Batch, StoreError> {
+///
+/// It drains the oldest slot old enough that no other flusher holds
+/// (`atlas_staging_pick`), in `batch_size` pieces if it is bigger than
+/// `drain_max_bytes`; with none, it flushes the young slots row by row,
+/// older first. An empty batch means staging had nothing this flusher
+/// could take.
+pub async fn flush_in(
+    tx: &Transaction<'_>,
+    cfg: &FlushConfig,
+    mode: Mode,
+) -> Result<Batch, StoreError> {
     let started = Instant::now();
     // The batch need not wait for its WAL to reach disk: if the server
     // crashes first, the whole transaction is lost, its staging deletes with
@@ -201,53 +261,113 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
     // the 202) are flushed again. WAL is replayed in order, so a later
     // synchronous commit also makes this one durable.
     //
-    // The projection locks order batches against promotions and demotions
-    // (`hot::request` takes its tenant's exclusively): a batch either
-    // commits before the attribute flips, so the background work sees its
-    // rows, or takes its snapshot after, so it sees the new hotness. So a
-    // first statement locks, shared and in ascending order, the tenants of
-    // the rows at staging's head (the ones the batch will most likely
-    // take), and the batch statement, whose snapshot follows the locks,
-    // claims the oldest free rows of those tenants alone and moves them.
-    //
-    // Oldest first is what keeps the flush lag down, so both scans start at
-    // the heap's head: a synchronized scan (PostgreSQL's default once
-    // staging outgrows a quarter of shared_buffers) would start where
+    // Oldest first is what keeps the flush lag down, so row-by-row scans
+    // start at the heap's head: a synchronized scan (PostgreSQL's default
+    // once a table outgrows a quarter of shared_buffers) would start where
     // another flusher's scan is, among newer rows.
     //
     // Each batch is planned with its own values: a generic plan, kept for
     // the connection's life, may have been made while staging was small, and
     // a plan that scans staging testing every row against the claimed ctids
     // took 9 s for 10,000 rows, holding their tenants' locks.
-    //
-    // (Claiming the rows in the first statement and moving them by their
-    // ctids in the second cost 15% of the throughput and a second of lag
-    // p99 in the 1M benchmark, against 9% and 0.4 s for this; README,
-    // "Benchmarks".)
     tx.batch_execute(
         "SET LOCAL synchronous_commit = off; SET LOCAL synchronize_seqscans = off; \
          SET LOCAL plan_cache_mode = force_custom_plan",
     )
     .await?;
+    let limit = cfg.batch_size;
+    'pick: loop {
+        let slots = tx
+            .query(
+                "SELECT slot, bytes, claimed FROM atlas_staging_pick($1, $2)",
+                &[&DRAIN_AGE, &STAGING_LOCK],
+            )
+            .await?;
+        for row in slots {
+            let (slot, bytes, claimed): (i16, i64, bool) = (row.get(0), row.get(1), row.get(2));
+            let batch = if !claimed {
+                move_rows(tx, slot, limit, mode).await?
+            } else if bytes <= cfg.drain_max_bytes {
+                let b = move_rows(tx, slot, i64::MAX, mode).await?;
+                tx.execute("SELECT atlas_staging_clear($1)", &[&slot])
+                    .await?;
+                Batch { drained: true, ..b }
+            } else {
+                let b = move_rows(tx, slot, limit, mode).await?;
+                if b.moved < limit {
+                    // The table lock keeps writers out: the slot is now empty.
+                    tx.execute("SELECT atlas_staging_clear($1)", &[&slot])
+                        .await?;
+                }
+                b
+            };
+            if batch.moved > 0 {
+                return Ok(Batch {
+                    elapsed: started.elapsed(),
+                    ..batch
+                });
+            }
+            if claimed {
+                // It held dead rows only, and is empty now (its size reads
+                // 0 from here on): pick again, older slots before young ones.
+                continue 'pick;
+            }
+        }
+        return Ok(Batch {
+            elapsed: started.elapsed(),
+            ..Batch::default()
+        });
+    }
+}
+
+/// Moves up to `limit` of `slot`'s oldest free rows; `i64::MAX` means all
+/// of a slot the caller holds locked, which is then read without claiming
+/// rows one by one.
+///
+/// The projection locks order batches against promotions and demotions
+/// (`hot::request` takes its tenant's exclusively): a batch either commits
+/// before the attribute flips, so the background work sees its rows, or
+/// takes its snapshot after, so it sees the new hotness. So a first
+/// statement locks, shared and in ascending order, the tenants of the rows
+/// at the slot's head (the ones the batch will most likely take), and the
+/// batch statement, whose snapshot follows the locks, moves rows of those
+/// tenants alone.
+async fn move_rows(
+    tx: &Transaction<'_>,
+    slot: i16,
+    limit: i64,
+    mode: Mode,
+) -> Result<Batch, StoreError> {
     let lock = tx
         .prepare_cached(
             "SELECT ARRAY(SELECT t FROM (SELECT DISTINCT tenant_id AS t \
-                                         FROM (SELECT tenant_id FROM entity_values_ingest LIMIT $2) head \
+                                         FROM (SELECT tenant_id FROM entity_values_ingest \
+                                               WHERE slot = $3 LIMIT $2) head \
                                          ORDER BY t) o \
                           WHERE pg_advisory_xact_lock_shared($1, atlas_projection_lock_key(t)) IS NOT NULL)",
         )
         .await?;
     let tenants: Vec<i64> = tx
-        .query_one(&lock, &[&crate::hot::PROJECTION_LOCK, &limit])
+        .query_one(&lock, &[&crate::hot::PROJECTION_LOCK, &limit, &slot])
         .await?
         .get(0);
-    let stmt = tx
-        .prepare_cached(match mode {
-            Mode::Fast => FLUSH_FAST,
-            Mode::Safe => FLUSH_SAFE,
-        })
-        .await?;
-    let row = tx.query_one(&stmt, &[&limit, &tenants]).await?;
+    let row = if limit == i64::MAX {
+        let stmt = tx
+            .prepare_cached(match mode {
+                Mode::Fast => DRAIN_FAST,
+                Mode::Safe => DRAIN_SAFE,
+            })
+            .await?;
+        tx.query_one(&stmt, &[&slot]).await?
+    } else {
+        let stmt = tx
+            .prepare_cached(match mode {
+                Mode::Fast => ROWS_FAST,
+                Mode::Safe => ROWS_SAFE,
+            })
+            .await?;
+        tx.query_one(&stmt, &[&limit, &tenants, &slot]).await?
+    };
     let tenants: Vec<i64> = row.get(5);
     let entities: Vec<i64> = row.get(6);
     Ok(Batch {
@@ -256,8 +376,9 @@ pub async fn flush_in(tx: &Transaction<'_>, limit: i64, mode: Mode) -> Result<Ba
         projected: row.get(2),
         max_lag_ms: row.get(3),
         staging_depth: row.get(4),
-        elapsed: started.elapsed(),
+        elapsed: Duration::ZERO,
         changed: tenants.into_iter().zip(entities).collect(),
+        drained: false,
     })
 }
 
@@ -309,7 +430,7 @@ pub const HOT_BATCH: i64 = 1000;
 
 /// Flushes until `deadline - stop_margin`, emitting one metrics sample per
 /// non-empty batch, and works off promotions and demotions when staging is
-/// empty. Full batches follow each other at once; when staging
+/// empty. Full batches and drains follow each other at once; when staging
 /// runs dry the loop waits `idle_interval`.
 pub async fn run_until(
     pool: &Pool,
@@ -339,7 +460,7 @@ pub async fn run_until(
         {
             l.changed(&b.changed).await;
         }
-        if b.moved < cfg.batch_size {
+        if b.moved < cfg.batch_size && !b.drained {
             // Staging is drained: spend the idle time on promotions and
             // demotions, then look at staging again before the next batch.
             if let Some(w) = crate::hot::work_batch(pool, HOT_BATCH).await? {
@@ -371,6 +492,7 @@ fn sample(b: &Batch) -> Sample {
             ),
             ("FlushLagMs", b.max_lag_ms, Unit::Milliseconds),
             ("StagingDepth", b.staging_depth as f64, Unit::Count),
+            ("SlotsDrained", u8::from(b.drained).into(), Unit::Count),
         ],
     }
 }
