@@ -316,6 +316,17 @@ async fn until_drainable(owner: &tokio_postgres::Client) {
     panic!("staging's slots never aged");
 }
 
+/// A database with `n` readings staged in a slot whose second is over.
+async fn staged_and_done(n: i64) -> (TestDb, tokio_postgres::Client) {
+    let db = TestDb::new().await;
+    demo_tenants(&db).await;
+    let prio = attr_id(&db, 1, "priority").await;
+    stage_as_app(&db, 1, &many(prio, n, Utc::now())).await;
+    let owner = db.owner().await;
+    until_drainable(&owner).await;
+    (db, owner)
+}
+
 async fn slot_bytes(owner: &tokio_postgres::Client) -> i64 {
     owner
         .query_one(
@@ -330,12 +341,7 @@ async fn slot_bytes(owner: &tokio_postgres::Client) -> i64 {
 
 #[tokio::test]
 async fn an_aged_slot_is_drained_whole_and_emptied_and_a_rollback_keeps_it() {
-    let db = TestDb::new().await;
-    demo_tenants(&db).await;
-    let prio = attr_id(&db, 1, "priority").await;
-    stage_as_app(&db, 1, &many(prio, 3_000, Utc::now())).await;
-    let owner = db.owner().await;
-    until_drainable(&owner).await;
+    let (db, owner) = staged_and_done(3_000).await;
 
     let pool = db.pool(DbRole::Worker);
     let mut client = pool.get().await.unwrap();
@@ -358,21 +364,13 @@ async fn an_aged_slot_is_drained_whole_and_emptied_and_a_rollback_keeps_it() {
 
     let b = flush_batch(&pool, &FlushConfig::default()).await.unwrap();
     assert!(b.drained && b.moved == 3_000, "{b:?}");
-    assert_eq!(
-        count(&owner, "SELECT count(*) FROM entity_values_ts").await,
-        3_000
-    );
+    assert_flushed(&owner, 3_000).await;
     assert_eq!(slot_bytes(&owner).await, 0, "emptied by TRUNCATE");
 }
 
 #[tokio::test]
 async fn a_slot_bigger_than_a_batch_goes_in_batches_under_its_lock_then_is_emptied() {
-    let db = TestDb::new().await;
-    demo_tenants(&db).await;
-    let prio = attr_id(&db, 1, "priority").await;
-    stage_as_app(&db, 1, &many(prio, 3_000, Utc::now())).await;
-    let owner = db.owner().await;
-    until_drainable(&owner).await;
+    let (db, owner) = staged_and_done(3_000).await;
     let pool = db.pool(DbRole::Worker);
     let cfg = FlushConfig {
         batch_size: 1_000,
@@ -389,10 +387,7 @@ async fn a_slot_bigger_than_a_batch_goes_in_batches_under_its_lock_then_is_empti
         moved.push(b.moved);
     }
     assert_eq!(moved, [1_000, 1_000, 1_000]);
-    assert_eq!(
-        count(&owner, "SELECT count(*) FROM entity_values_ts").await,
-        3_000
-    );
+    assert_flushed(&owner, 3_000).await;
     assert_eq!(slot_bytes(&owner).await, 0, "emptied once it ran dry");
 }
 
@@ -456,12 +451,7 @@ async fn a_slot_left_with_dead_rows_is_emptied_on_the_way_to_younger_rows() {
 
 #[tokio::test]
 async fn two_flushers_never_drain_the_same_slot() {
-    let db = TestDb::new().await;
-    demo_tenants(&db).await;
-    let prio = attr_id(&db, 1, "priority").await;
-    stage_as_app(&db, 1, &many(prio, 500, Utc::now())).await;
-    let owner = db.owner().await;
-    until_drainable(&owner).await;
+    let (db, owner) = staged_and_done(500).await;
     let pool = db.pool(DbRole::Worker);
     let (mut a, mut b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
     let tx_a = a.transaction().await.unwrap();
