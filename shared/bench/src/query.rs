@@ -30,6 +30,7 @@ use crate::{percentile, round3};
 
 use crate::BoxError;
 
+#[derive(Clone)]
 pub struct Options {
     pub server_url: String,
     pub entities: i64,
@@ -120,6 +121,56 @@ WHERE p.environment = 'production' AND p.status IN ('online', 'warning') AND p.p
 ORDER BY p.updated_at DESC, p.entity_id DESC
 LIMIT 100
 "#;
+
+/// Several datasets measured in one invocation, smallest first.
+#[derive(Debug, Serialize)]
+pub struct Runs {
+    pub bench: &'static str,
+    pub runs: Vec<Report>,
+    /// q1_p99_ms of the largest dataset over that of the smallest, at the
+    /// first history given: how Query 1 grows with the fleet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub growth: Option<f64>,
+}
+
+/// Every combination of `entities` and `history`, entities outermost, each
+/// on its own dataset (`opts.entities` and `opts.history` are overridden).
+pub async fn run_all(opts: Options, entities: &[i64], history: &[i64]) -> Result<Runs, BoxError> {
+    let (mut entities, history) = (entities.to_vec(), history.to_vec());
+    entities.sort_unstable();
+    entities.dedup();
+    if entities.is_empty() || history.is_empty() {
+        return Err("need at least one entity count and one history".into());
+    }
+    let mut runs = Vec::new();
+    for &n in &entities {
+        for &h in &history {
+            runs.push(
+                run(&Options {
+                    entities: n,
+                    history: h,
+                    ..opts.clone()
+                })
+                .await?,
+            );
+        }
+    }
+    let q1 = |n: i64| {
+        runs.iter()
+            .find(|r| r.entities == n && r.history == history[0])
+            .map(|r| r.q1_p99_ms)
+    };
+    let (small, large) = (entities[0], entities[entities.len() - 1]);
+    let growth = match (q1(small), q1(large)) {
+        (Some(a), Some(b)) if large > small && a > 0.0 => Some(round3(b / a)),
+        _ => None,
+    };
+    Ok(Runs {
+        bench: "query",
+        runs,
+        growth,
+    })
+}
 
 pub async fn run(opts: &Options) -> Result<Report, BoxError> {
     if opts.tenants < 1

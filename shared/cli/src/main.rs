@@ -196,17 +196,20 @@ struct CdcBench {
 
 #[derive(Args)]
 struct QueryBench {
-    /// Entities in the dataset (kept between runs; built when missing).
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i64).range(1..))]
-    entities: i64,
+    /// Entities in the dataset (kept between runs; built when missing);
+    /// several, comma-separated, are measured one after the other, with
+    /// Query 1's growth from the smallest to the largest.
+    #[arg(long, value_delimiter = ',', default_value = "1000000", value_parser = clap::value_parser!(i64).range(1..))]
+    entities: Vec<i64>,
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..))]
     tenants: i64,
     /// Requests timed per kind.
     #[arg(long, default_value_t = 2000)]
     iterations: usize,
-    /// Readings per attribute and entity in the time series.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=24))]
-    history: i64,
+    /// Readings per attribute and entity in the time series (1 to 24);
+    /// several, comma-separated, are each measured.
+    #[arg(long, value_delimiter = ',', default_value = "4", value_parser = clap::value_parser!(i64).range(1..=24))]
+    history: Vec<i64>,
     /// Build the dataset again even if it exists.
     #[arg(long)]
     rebuild: bool,
@@ -465,14 +468,14 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Bench(Bench::Query(b)) => {
             let opts = atlas_bench::query::Options {
                 server_url: b.server.url,
-                entities: b.entities,
+                entities: b.entities[0],
                 tenants: b.tenants,
                 iterations: b.iterations,
                 rebuild: b.rebuild,
                 redis_url: b.redis_url,
-                history: b.history,
+                history: b.history[0],
             };
-            let report = atlas_bench::query::run(&opts).await?;
+            let report = atlas_bench::query::run_all(opts, &b.entities, &b.history).await?;
             println!("{}", serde_json::to_string(&report)?);
         }
     }
