@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use atlas_cloud::metrics::{Metrics, MetricsSink, Sample};
 use atlas_core::{EntityId, TenantId, TypedReading, Value as Val};
 use atlas_store::flush::{FlushConfig, Mode, flush_batch, flush_in, run_until};
+use atlas_store::projection::{RECLUSTER_BELOW, recluster_one};
 use atlas_store::{DbRole, stage};
 use atlas_tests::{TestDb, count, current_partition, demo_tenants};
 use chrono::{DateTime, Utc};
@@ -598,5 +599,71 @@ async fn a_batch_is_never_run_on_a_generic_plan() {
     assert!(
         custom >= 4,
         "custom plans of the batch statements: {custom}"
+    );
+}
+
+/// Projection rows arrive interleaved across the tenants of a partition;
+/// the idle flusher rewrites a partition so out of order in tenant order,
+/// once, and then leaves it alone.
+#[tokio::test]
+async fn an_idle_flusher_puts_a_projection_partition_back_in_tenant_order() {
+    let db = TestDb::new().await;
+    let owner = db.owner().await;
+    // 12,000 rows of ten tenants that all hash to partition 0, in turn.
+    owner
+        .batch_execute(
+            "INSERT INTO entity_jsonb (entity_id, tenant_id, hot_attrs, hot_attrs_ts) \
+             SELECT g, s.ids[g % 10 + 1], '{}', '{}' FROM generate_series(1, 12000) g, \
+                  (SELECT array_agg(t) AS ids FROM \
+                       (SELECT t::bigint FROM generate_series(1, 5000) t \
+                        WHERE satisfies_hash_partition('entity_jsonb'::regclass, 64, 0, t::bigint) \
+                        LIMIT 10) ten) s; \
+             ANALYZE entity_jsonb_p0",
+        )
+        .await
+        .unwrap();
+    let correlation = || async {
+        owner
+            .query_one(
+                "SELECT correlation::float8 FROM pg_stats \
+                 WHERE tablename = 'entity_jsonb_p0' AND attname = 'tenant_id'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, f64>(0)
+    };
+    assert!(
+        correlation().await < RECLUSTER_BELOW,
+        "interleaved to begin with"
+    );
+
+    let pool = db.pool(DbRole::Worker);
+    let cfg = FlushConfig {
+        idle_interval: Duration::from_millis(100),
+        stop_margin: Duration::ZERO,
+        recluster_headroom: Duration::from_millis(500),
+        ..FlushConfig::default()
+    };
+    let deadline = Instant::now() + Duration::from_millis(1_500);
+    run_until(
+        &pool,
+        &cfg,
+        deadline,
+        &atlas_cloud::metrics::from_env("Atlas"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(correlation().await > 0.99, "in tenant order after the run");
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM entity_jsonb_p0").await,
+        12_000,
+        "the rewrite keeps every row"
+    );
+    assert_eq!(
+        recluster_one(&pool, RECLUSTER_BELOW, 0).await.unwrap(),
+        None,
+        "nothing else is out of order"
     );
 }

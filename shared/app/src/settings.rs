@@ -395,6 +395,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             },
+            recluster_headroom: d.recluster_headroom,
             window,
         })
     }

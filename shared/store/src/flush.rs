@@ -20,6 +20,7 @@ use atlas_cloud::metrics::{Metrics, Sample, Unit};
 use atlas_core::AcceptWindow;
 use tokio_postgres::error::SqlState;
 
+use crate::projection::{RECLUSTER_BELOW, RECLUSTER_MIN_ROWS, recluster_one};
 use crate::{Pool, StoreError, Transaction, ensure_partitions};
 
 /// The batch statement over `moved`, the rows it takes out of staging;
@@ -171,6 +172,9 @@ pub struct FlushConfig {
     /// `ATLAS_FLUSH_MAX_RUN_MS` (0: none): work at most this long per run,
     /// whatever the deadline says.
     pub max_run: Option<Duration>,
+    /// Time a run must have left to rewrite a projection partition (about
+    /// a second per 160,000 rows), so the rewrite ends inside the run.
+    pub recluster_headroom: Duration,
     pub window: AcceptWindow,
 }
 
@@ -183,6 +187,7 @@ impl Default for FlushConfig {
             idle_interval: Duration::from_millis(250),
             stop_margin: Duration::from_secs(3),
             max_run: None,
+            recluster_headroom: Duration::from_secs(10),
             window: AcceptWindow::default(),
         }
     }
@@ -430,7 +435,8 @@ pub const HOT_BATCH: i64 = 1000;
 
 /// Flushes until `deadline - stop_margin`, emitting one metrics sample per
 /// non-empty batch, and works off promotions and demotions when staging is
-/// empty. Full batches and drains follow each other at once; when staging
+/// empty, then puts at most one partition of the projection back in tenant
+/// order. Full batches and drains follow each other at once; when staging
 /// runs dry the loop waits `idle_interval`.
 pub async fn run_until(
     pool: &Pool,
@@ -447,6 +453,9 @@ pub async fn run_until(
     ensure_partitions(&**client, &cfg.window).await?;
     drop(client);
     let mut totals = Totals::default();
+    // One partition of the projection per run at most: each rewrite holds
+    // its partition's tenants up for a moment.
+    let mut reclustered = false;
     while Instant::now() + cfg.stop_margin < deadline {
         let b = flush_batch(pool, cfg).await?;
         totals.batches += 1;
@@ -470,6 +479,18 @@ pub async fn run_until(
                     l.changed(&w.changed).await;
                 }
                 continue;
+            }
+            if !reclustered && Instant::now() + cfg.stop_margin + cfg.recluster_headroom < deadline
+            {
+                reclustered = true;
+                if let Some(r) = recluster_one(pool, RECLUSTER_BELOW, RECLUSTER_MIN_ROWS).await? {
+                    tracing::info!(
+                        partition = %r.partition,
+                        ms = r.took.as_millis() as u64,
+                        "rewrote a projection partition in tenant order"
+                    );
+                    continue;
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now() + cfg.stop_margin);
             tokio::time::sleep(cfg.idle_interval.min(left)).await;

@@ -2,7 +2,8 @@
 //! migrations and partition upkeep, the attribute catalog, staging with
 //! binary COPY, the flush from staging into the time series and the hot
 //! JSONB projection, promotions and demotions of hot attributes with the
-//! divergence check, and the heartbeat that replica lag is measured by.
+//! divergence check, the projection's physical order, and the heartbeat
+//! that replica lag is measured by.
 
 mod catalog;
 mod error;
@@ -12,6 +13,7 @@ pub mod hot;
 mod migrate;
 mod pool;
 pub mod progress;
+pub mod projection;
 mod provision;
 mod staging;
 mod tenant;
