@@ -500,9 +500,12 @@ pub fn atlas_bin() -> std::path::PathBuf {
     bin
 }
 
-/// Polls `check` for up to 20 s.
+/// Polls `check` for up to 60 s. What it waits for (a standby replaying,
+/// a router retrying a replica it skipped) takes seconds when the machine
+/// is idle and far longer when both cores are busy, and a test must not
+/// depend on the machine's speed.
 pub async fn eventually(mut check: impl AsyncFnMut() -> bool, what: &str) {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if check().await {
             return;
         }
