@@ -254,7 +254,9 @@ pub(crate) async fn pass(
     let mut app = DbConfig::new(url, DbRole::App);
     app.max_connections = opts.writers;
     let mut worker = DbConfig::new(url, DbRole::Worker);
-    worker.max_connections = opts.flushers;
+    // At least one: `--plugin` activates the module as the worker, and a
+    // pool of none waits forever (`--flushers 0 --plugin` hung).
+    worker.max_connections = opts.flushers.max(1);
     let (app, worker) = (app.pool()?, worker.pool()?);
     let cfg = IngestConfig {
         max_readings: opts.batch,
