@@ -61,7 +61,7 @@ resource "aws_apigatewayv2_integration" "query_api" {
   payload_format_version = "2.0"
 }
 
-# Entity reads, the attribute catalog and the plugin registry, each with
+# Entity reads, the attribute catalog, the plugin registry and webhooks, each with
 # its scope; the freshness status, which holds no tenant's data, with none
 # (any valid token). The function routes methods and paths itself and
 # answers anything else with a typed 404 or 405.
@@ -80,6 +80,11 @@ resource "aws_apigatewayv2_route" "query" {
     "PUT /v1/plugins/{name}"                              = ["admin"]
     "DELETE /v1/plugins/{name}"                           = ["admin"]
     "POST /v1/plugins/{name}/versions/{version}/activate" = ["admin"]
+    "GET /v1/webhooks"                                    = ["admin"]
+    "POST /v1/webhooks"                                   = ["admin"]
+    "GET /v1/webhooks/{id}"                               = ["admin"]
+    "DELETE /v1/webhooks/{id}"                            = ["admin"]
+    "POST /v1/webhooks/{id}/test"                         = ["admin"]
   }
   api_id               = aws_apigatewayv2_api.http.id
   route_key            = each.key

@@ -10,7 +10,7 @@ use atlas_query::QueryApi;
 use atlas_store::DbRole;
 use atlas_tests::{
     TestDb, api_request, api_request_scoped, body_json, db_with_entity_123, example_plugin,
-    query_api,
+    query_api_with,
 };
 use http::StatusCode;
 use serde_json::Value;
@@ -135,7 +135,28 @@ impl Api {
         for event in tap.snapshot().await.unwrap().events {
             loader.handle(&event).await.unwrap();
         }
-        let query = query_api(&db).with_warehouse(warehouse_of(&warehouse));
+        // The documents' example webhook, tenant 1's; a receiver on this
+        // machine may be registered, as under `atlas dev`.
+        let example = doc()["components"]["parameters"]["WebhookId"]["example"].clone();
+        db.owner()
+            .await
+            .execute(
+                "INSERT INTO webhooks (tenant_id, webhook_id, url, events, secret) \
+                 VALUES (1, $1, 'http://localhost:8787/atlas-hook', '{entity.updated}', $2)",
+                &[
+                    &example.as_str().unwrap(),
+                    &format!("whsec_{}", "0".repeat(64)),
+                ],
+            )
+            .await
+            .unwrap();
+        let config = atlas_query::QueryConfig {
+            webhooks: atlas_webhooks::AddressPolicy {
+                allow_loopback: true,
+            },
+            ..Default::default()
+        };
+        let query = query_api_with(&db, config).with_warehouse(warehouse_of(&warehouse));
         let ingest = IngestService::new(db.pool(DbRole::App), IngestConfig::default());
         Self {
             _db: db,

@@ -368,6 +368,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 .seconds("ATLAS_WAREHOUSE_MAX_RANGE_SECS", d.warehouse_max_range)?,
             catalog_ttl,
             routing,
+            webhooks: atlas_webhooks::AddressPolicy {
+                allow_loopback: self.parsed("ATLAS_WEBHOOK_ALLOW_LOOPBACK", false)?,
+            },
             ..d
         })
     }

@@ -94,6 +94,7 @@ async fn serve(
             }),
         )
         .route(atlas_plugins::http::PREFIX, query_handler(&query))
+        .route(atlas_webhooks::http::PREFIX, query_handler(&query))
         .route(atlas_query::http::ENTITIES, query_handler(&query))
         .route(atlas_query::http::ATTRIBUTES, query_handler(&query))
         .route(atlas_query::http::ANALYTICS, query_handler(&query))
@@ -136,6 +137,11 @@ async fn local_settings(opts: &DevOptions, url: &str) -> Result<Settings, DevErr
     settings
         .cache
         .get_or_insert_with(|| CacheConfig::new("redis://127.0.0.1:6379"));
+    // A local stack's webhook receiver is on this machine, unless told
+    // otherwise.
+    if std::env::var_os("ATLAS_WEBHOOK_ALLOW_LOOPBACK").is_none() {
+        settings.query.webhooks.allow_loopback = true;
+    }
     let warehouse = match &opts.warehouse_url {
         Some(url) => url.clone(),
         None => local_warehouse(url).await?,

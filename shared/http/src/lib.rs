@@ -10,4 +10,6 @@ mod response;
 pub use auth::{AuthError, Scope, authorize, tenant_from_request};
 pub use error::ApiError;
 pub use lambda_http::{Body, Request, Response};
-pub use response::{body_bytes, is_json_object, json, query_params, to_apigw_response};
+pub use response::{
+    body_bytes, is_json_object, json, query_params, segments_under, to_apigw_response,
+};

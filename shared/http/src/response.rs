@@ -21,6 +21,15 @@ pub fn is_json_object(body: &[u8]) -> bool {
         .is_some_and(|b| *b == b'{')
 }
 
+/// The segments of `path` below `prefix` (`/v1/plugins/f2c/versions`
+/// under `/v1/plugins` is `["f2c", "versions"]`); a path outside it is a 404.
+pub fn segments_under<'a>(path: &'a str, prefix: &str) -> Result<Vec<&'a str>, crate::ApiError> {
+    let rest = path
+        .strip_prefix(prefix)
+        .ok_or_else(|| crate::ApiError::not_found(format!("no route {path}")))?;
+    Ok(rest.split('/').filter(|p| !p.is_empty()).collect())
+}
+
 /// The query string, the first value of each key.
 pub fn query_params(req: &lambda_http::Request) -> std::collections::HashMap<String, String> {
     use lambda_http::RequestExt;

@@ -9,7 +9,8 @@
 
 use atlas_core::TenantId;
 use atlas_http::{
-    ApiError, Body, Request, Response, body_bytes, json, query_params, tenant_from_request,
+    ApiError, Body, Request, Response, body_bytes, json, query_params, segments_under,
+    tenant_from_request,
 };
 use atlas_plugin_host::PluginError;
 use http::{Method, StatusCode};
@@ -21,18 +22,14 @@ pub const PREFIX: &str = "/v1/plugins";
 
 /// Never fails: every problem becomes a JSON error response.
 pub async fn handle(registry: &Registry, req: Request) -> Response<Body> {
-    match route(registry, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    route(registry, req)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
 async fn route(registry: &Registry, req: Request) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_owned();
-    let rest = path
-        .strip_prefix(PREFIX)
-        .ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
-    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    let parts = segments_under(&path, PREFIX)?;
     let method = req.method().clone();
     let tenant = || -> Result<TenantId, ApiError> { Ok(tenant_from_request(&req)?) };
     match (parts.as_slice(), method) {

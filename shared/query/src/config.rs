@@ -26,6 +26,9 @@ pub struct QueryConfig {
     /// a page's next request may reach another container; elsewhere a
     /// random key of the process.
     pub cursor_key: CursorKey,
+    /// `ATLAS_WEBHOOK_ALLOW_LOOPBACK`: whether webhooks may be registered
+    /// for a receiver on this machine (local runs and tests; default off).
+    pub webhooks: atlas_webhooks::AddressPolicy,
 }
 
 impl QueryConfig {
@@ -41,6 +44,7 @@ impl QueryConfig {
             catalog_ttl: Duration::from_secs(5),
             routing: RoutingConfig::default(),
             cursor_key,
+            webhooks: atlas_webhooks::AddressPolicy::default(),
         }
     }
 }

@@ -45,6 +45,7 @@ pub const STATUS: &str = "/v1/status";
 /// Everything the query API serves from.
 pub struct QueryApi {
     registry: Registry,
+    webhooks: atlas_webhooks::Registry,
     config: QueryConfig,
     /// Which attributes a search may name, and their types.
     catalog: Catalog,
@@ -64,6 +65,7 @@ impl QueryApi {
         Self {
             catalog: Catalog::new(pool.clone(), config.catalog_ttl),
             tenants: TenantStatus::new(pool.clone(), config.catalog_ttl),
+            webhooks: atlas_webhooks::Registry::new(pool.clone(), config.webhooks),
             router: Router::new(
                 pool,
                 config.routing.clone(),
@@ -128,6 +130,11 @@ async fn serve(api: &QueryApi, req: Request) -> Response<Body> {
     {
         return atlas_plugins::http::handle(&api.registry, req).await;
     }
+    if path == atlas_webhooks::http::PREFIX
+        || path.starts_with(&format!("{}/", atlas_webhooks::http::PREFIX))
+    {
+        return atlas_webhooks::http::handle(&api.webhooks, req).await;
+    }
     match route(api, &path, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -148,8 +155,9 @@ async fn admit(api: &QueryApi, tenant: TenantId) -> Result<(), ApiError> {
     }
 }
 
-/// The scope a request needs: changes to the catalog and the plugins need
-/// `admin`, the freshness status none (it holds no tenant's data, and the
+/// The scope a request needs: changes to the catalog and the plugins, and
+/// everything about webhooks (a listing names where a tenant's data goes),
+/// need `admin`, the freshness status none (it holds no tenant's data, and the
 /// status page's token carries no scope), everything else `read` (a method
 /// a path does not serve is answered 405 by the router, after this).
 /// Whatever needs only `read` must change nothing: it runs before its
@@ -160,7 +168,11 @@ fn scope_for(method: &Method, path: &str) -> Option<Scope> {
     };
     if path == STATUS {
         None
-    } else if changes(atlas_plugins::http::PREFIX) || changes("/v1/attributes") {
+    } else if changes(atlas_plugins::http::PREFIX)
+        || changes("/v1/attributes")
+        || path == atlas_webhooks::http::PREFIX
+        || path.starts_with(&format!("{}/", atlas_webhooks::http::PREFIX))
+    {
         Some(Scope::Admin)
     } else {
         Some(Scope::Read)
