@@ -85,6 +85,7 @@ resource "aws_apigatewayv2_route" "query" {
     "GET /v1/webhooks/{id}"                               = ["admin"]
     "DELETE /v1/webhooks/{id}"                            = ["admin"]
     "POST /v1/webhooks/{id}/test"                         = ["admin"]
+    "GET /v1/webhooks/{id}/dead-letters"                  = ["admin"]
   }
   api_id               = aws_apigatewayv2_api.http.id
   route_key            = each.key

@@ -54,6 +54,7 @@ async fn each_function_login_can_become_nothing_else() {
             ["atlas_app", "atlas_heartbeat"],
             "60000",
         ),
+        ("atlas_cdc_loader", ["atlas_app", "atlas_flusher"], "60000"),
     ] {
         let client = connect(&login_url(&db, login)).await;
         for role in others

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use atlas_store::{DbConfig, DbRole};
 use atlas_tests::{
     TestDb, count, dead_letters, demo_tenants, flush_all, local_store, post_readings, tap,
+    wal_flushed,
 };
 use atlas_warehouse::{Loader, PgWarehouse};
 use serde_json::json;
@@ -58,19 +59,6 @@ async fn some_readings(db: &TestDb) {
     .await;
     flush_all(db).await;
     wal_flushed(db).await;
-}
-
-/// Waits until the WAL is on disk: the tap reads no further, and the
-/// flusher commits without waiting for that (`synchronous_commit = off`),
-/// so its changes reach the tap up to `wal_writer_delay` later. A commit
-/// that wrote WAL flushes everything before it (one that only took a
-/// transaction id would not wait).
-async fn wal_flushed(db: &TestDb) {
-    db.owner()
-        .await
-        .batch_execute("BEGIN; SELECT pg_logical_emit_message(true, 'atlas-test', 'flush'); COMMIT")
-        .await
-        .unwrap();
 }
 
 /// A source database tapped before its demo data and readings went in,

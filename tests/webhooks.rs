@@ -6,8 +6,10 @@
 use atlas_query::{QueryApi, QueryConfig};
 use atlas_store::DbRole;
 use atlas_tests::{TestDb, api_request, body_json, db_with_entity_123, query_api_with};
+use std::time::{Duration, Instant};
+
 use atlas_webhooks::receiver::Receiver;
-use atlas_webhooks::{AddressPolicy, MAX_PER_TENANT};
+use atlas_webhooks::{AddressPolicy, Deliverer, DeliveryConfig, HotChange, MAX_PER_TENANT, Sink};
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -302,4 +304,253 @@ async fn webhooks_need_the_admin_scope() {
     let resp = atlas_query::http::handle(&api, req).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(body_json(&resp)["error"]["code"], "insufficient_scope");
+}
+
+/// A sender that gives up quickly and retries soon, as tests want it.
+fn deliverer(db: &TestDb, config: DeliveryConfig) -> Deliverer {
+    Deliverer::new(db.pool(DbRole::Worker), config).unwrap()
+}
+
+fn quick() -> DeliveryConfig {
+    DeliveryConfig {
+        policy: AddressPolicy {
+            allow_loopback: true,
+        },
+        timeout: Duration::from_secs(2),
+        retry_base: Duration::from_millis(100),
+        poll: Duration::from_millis(50),
+        ..DeliveryConfig::default()
+    }
+}
+
+/// Delivers for `secs` seconds (the last `timeout` of them takes nothing new).
+async fn deliver_for(d: &Deliverer, secs: u64) -> atlas_webhooks::Sent {
+    d.run_until(Instant::now() + Duration::from_secs(secs))
+        .await
+        .unwrap()
+}
+
+fn change(tenant: i64, entity: i64, temperature: f64, lsn: i64) -> HotChange {
+    HotChange {
+        tenant_id: tenant,
+        entity_id: entity,
+        hot_attrs: json!({"temperature": temperature})
+            .as_object()
+            .unwrap()
+            .clone(),
+        updated_at: chrono::Utc::now(),
+        lsn,
+    }
+}
+
+#[tokio::test]
+async fn a_flushed_reading_reaches_the_receiver_signed_once_even_when_its_batch_comes_twice() {
+    let db = TestDb::new().await;
+    let tap = atlas_tests::tap(&db).await;
+    atlas_tests::demo_tenants(&db).await;
+    let api = api(&db, true);
+    let rx = receiver().await;
+    let (_, id, secret) = register(&api, &rx).await;
+    rx.verify_with(&secret);
+    let warehouse = TestDb::new().await;
+    let loader = atlas_warehouse::Loader::new(
+        std::sync::Arc::new(atlas_warehouse::PgWarehouse::new(
+            atlas_store::DbConfig::new(&warehouse.url, DbRole::AsLogin)
+                .pool()
+                .unwrap(),
+        )),
+        atlas_tests::dead_letters(&atlas_tests::local_store("webhooks"), "cdc-loader"),
+        atlas_cdc::Options::default(),
+    )
+    .with_sink(std::sync::Arc::new(Sink::new(db.pool(DbRole::Worker))));
+
+    // Two readings, each flushed, tapped and loaded; every batch is loaded
+    // twice, as Lambda does after a failed invocation.
+    for temperature in [20.5, 21.0] {
+        atlas_tests::post_temperature(&db, temperature).await;
+        atlas_tests::flush_all(&db).await;
+        atlas_tests::wal_flushed(&db).await;
+        let read = tap.read().await.unwrap();
+        for event in read.events.iter().chain(read.events.iter()) {
+            loader.handle(event).await.unwrap();
+        }
+        tap.confirm(read.upto.unwrap()).await.unwrap();
+    }
+    let sent = deliver_for(&deliverer(&db, quick()), 3).await;
+    assert_eq!((sent.delivered, sent.failed, sent.dead), (2, 0, 0));
+
+    let got = rx.received();
+    assert_eq!(got.len(), 2, "one delivery per change, none twice");
+    for (event, (old, new)) in got.iter().zip([(Value::Null, 20.5), (json!(20.5), 21.0)]) {
+        assert!(event.signature_ok);
+        assert_eq!(event.body["event_type"], "entity.updated");
+        assert_eq!(event.body["webhook_id"], id.as_str());
+        assert_eq!(
+            (
+                event.body["tenant_id"].as_i64(),
+                event.body["entity_id"].as_i64()
+            ),
+            (Some(1), Some(123))
+        );
+        assert_eq!(
+            event.body["changes"],
+            json!({"temperature": {"old": old, "new": new}})
+        );
+        assert_eq!(event.event_id.as_deref(), event.body["event_id"].as_str());
+        let lag = event.body["lag_seconds"].as_f64().unwrap();
+        assert!(lag >= 0.0);
+        assert_eq!(
+            event.lag_seconds.map(|l| (l * 1000.0).round()),
+            Some((lag * 1000.0).round())
+        );
+        for field in ["occurred_at", "processed_at"] {
+            assert!(event.body[field].is_string(), "{field}");
+        }
+    }
+    assert_ne!(got[0].event_id, got[1].event_id);
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_retried_in_order_then_dead_lettered() {
+    let db = db_with_entity_123(20.5).await;
+    let api = api(&db, true);
+    let rx = receiver().await;
+    let (_, id, _) = register(&api, &rx).await;
+    rx.answer_with(503);
+    let sink = Sink::new(db.pool(DbRole::Worker));
+    // Two changes of one entity, in two batches.
+    for (t, lsn) in [(30.0, 10), (31.0, 11)] {
+        let done = sink.enqueue(&[change(1, 7, t, lsn)]).await.unwrap();
+        assert_eq!(done.deliveries, 1);
+    }
+    let config = DeliveryConfig {
+        max_attempts: 3,
+        ..quick()
+    };
+    let sent = deliver_for(&deliverer(&db, config), 4).await;
+    assert_eq!((sent.delivered, sent.dead), (0, 2), "{sent:?}");
+    assert_eq!(sent.failed, 4, "two retries of each before it died");
+
+    // Every attempt at the first change came before any at the second.
+    let order: Vec<f64> = rx
+        .received()
+        .iter()
+        .map(|e| e.body["changes"]["temperature"]["new"].as_f64().unwrap())
+        .collect();
+    assert_eq!(order, [30.0, 30.0, 30.0, 31.0, 31.0, 31.0]);
+
+    // The tenant lists them; another tenant cannot.
+    let path = format!("/v1/webhooks/{id}/dead-letters");
+    let (status, body) = call(&api, "1", "GET", &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let letters = body["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0]["body"]["changes"]["temperature"]["new"], 31.0);
+    assert_eq!(
+        (&letters[0]["attempts"], &letters[0]["last_status"]),
+        (&json!(3), &json!(503))
+    );
+    assert!(letters[0]["last_error"].as_str().unwrap().contains("503"));
+    let (status, _) = call(&api, "2", "GET", &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Once the endpoint recovers, new changes are delivered.
+    rx.answer_with(204);
+    sink.enqueue(&[change(1, 7, 32.0, 12)]).await.unwrap();
+    let sent = deliver_for(&deliverer(&db, quick()), 3).await;
+    assert_eq!(sent.delivered, 1);
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_hold_up_another_tenants_deliveries() {
+    let db = db_with_entity_123(20.5).await;
+    let api = api(&db, true);
+    // Tenant 1's endpoint accepts connections and never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_url = format!("http://{}/hook", hung.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = hung.accept().await {
+            open.push(stream);
+        }
+    });
+    let (status, _) = call(
+        &api,
+        "1",
+        "POST",
+        "/v1/webhooks",
+        Some(registration(&hung_url)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let rx = receiver().await;
+    let (status, created) = call(
+        &api,
+        "2",
+        "POST",
+        "/v1/webhooks",
+        Some(registration(&rx.url())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    rx.verify_with(created["secret"].as_str().unwrap());
+
+    // Tenant 1's changes first, more than there are slots; then tenant 2's.
+    let sink = Sink::new(db.pool(DbRole::Worker));
+    let first: Vec<HotChange> = (0..40).map(|e| change(1, e, 20.0, 100 + e)).collect();
+    sink.enqueue(&first).await.unwrap();
+    sink.enqueue(&[change(2, 1, 25.0, 200)]).await.unwrap();
+
+    let config = DeliveryConfig {
+        timeout: Duration::from_secs(30),
+        concurrency: 8,
+        ..quick()
+    };
+    let d = std::sync::Arc::new(deliverer(&db, config));
+    let running = tokio::spawn({
+        let d = d.clone();
+        async move { deliver_for(&d, 40).await }
+    });
+    atlas_tests::eventually(async || !rx.received().is_empty(), "tenant 2's delivery").await;
+    assert!(rx.received()[0].signature_ok);
+    // Meanwhile not one of tenant 1's posts has finished (each waits 30 s),
+    // and at most `per_webhook` of them are in flight.
+    let owner = db.owner().await;
+    let row = owner
+        .query_one(
+            "SELECT count(*) FILTER (WHERE last_error IS NOT NULL OR state <> 'pending'), \
+                    count(*) FILTER (WHERE attempts > 0) \
+             FROM webhook_deliveries WHERE tenant_id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (finished, tried): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(finished, 0);
+    assert_eq!(tried, DeliveryConfig::default().per_webhook);
+    running.abort();
+    held.abort();
+}
+
+#[tokio::test]
+async fn deleting_a_webhook_drops_what_it_had_pending() {
+    let db = db_with_entity_123(20.5).await;
+    let api = api(&db, true);
+    let rx = receiver().await;
+    let (_, id, _) = register(&api, &rx).await;
+    let sink = Sink::new(db.pool(DbRole::Worker));
+    sink.enqueue(&[change(1, 9, 1.0, 5)]).await.unwrap();
+    let (status, _) = call(&api, "1", "DELETE", &format!("/v1/webhooks/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let sent = deliver_for(&deliverer(&db, quick()), 3).await;
+    assert_eq!(sent, atlas_webhooks::Sent::default());
+    assert!(rx.received().is_empty());
+    let left: i64 = db
+        .owner()
+        .await
+        .query_one("SELECT count(*) FROM webhook_deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
 }

@@ -360,6 +360,19 @@ pub async fn db_with_entity_123(temperature: f64) -> TestDb {
     db
 }
 
+/// Waits until the WAL is on disk: the tap reads no further, and the
+/// flusher commits without waiting for that (`synchronous_commit = off`),
+/// so its changes reach the tap up to `wal_writer_delay` later. A commit
+/// that wrote WAL flushes everything before it (one that only took a
+/// transaction id would not wait).
+pub async fn wal_flushed(db: &TestDb) {
+    db.owner()
+        .await
+        .batch_execute("BEGIN; SELECT pg_logical_emit_message(true, 'atlas-test', 'flush'); COMMIT")
+        .await
+        .unwrap();
+}
+
 /// Runs the flusher until staging is empty.
 pub async fn flush_all(db: &TestDb) {
     let pool = db.pool(atlas_store::DbRole::Worker);

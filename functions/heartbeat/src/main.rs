@@ -1,6 +1,7 @@
 //! The heartbeat Lambda: an EventBridge `rate(1 minute)` schedule starts it,
 //! and it writes a heartbeat every few seconds until shortly before its
-//! deadline. All logic lives in `atlas_store::heartbeat`.
+//! deadline, delivering webhooks beside it. All logic lives in
+//! `atlas_store::heartbeat` and `atlas_webhooks`.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
@@ -12,9 +13,9 @@ async fn main() -> Result<(), Error> {
     let heartbeat = &heartbeat;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = atlas_cloud::telemetry::deadline_instant(event.context.deadline);
-        let beats = heartbeat.beat_until(deadline).await?;
-        tracing::info!(?beats, "heartbeat run finished");
-        Ok::<_, Error>(serde_json::to_value(beats)?)
+        let run = heartbeat.run_until(deadline).await?;
+        tracing::info!(?run, "heartbeat run finished");
+        Ok::<_, Error>(serde_json::to_value(run)?)
     }))
     .await
 }

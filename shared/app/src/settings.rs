@@ -57,6 +57,8 @@ pub struct Settings {
     pub query: QueryConfig,
     pub flush: FlushConfig,
     pub heartbeat: HeartbeatConfig,
+    /// How the heartbeat function's sender delivers webhooks.
+    pub webhooks: atlas_webhooks::DeliveryConfig,
     pub lag_checker: atlas_freshness::CheckerConfig,
     /// `ATLAS_WAREHOUSE_URL`: a PostgreSQL URL (the local warehouse) or
     /// `redshift://<workgroup-or-cluster>/<database>`.
@@ -77,6 +79,7 @@ impl Settings {
         let in_lambda = env.text("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let window = env.window()?;
         let catalog_ttl = env.millis("ATLAS_CATALOG_TTL_MS", Duration::from_secs(5))?;
+        let webhooks = env.webhooks()?;
         Ok(Self {
             in_lambda,
             database: env.database()?,
@@ -95,9 +98,10 @@ impl Settings {
             },
             cache: env.cache()?,
             ingest: env.ingest(window, catalog_ttl)?,
-            query: env.query(catalog_ttl, in_lambda)?,
+            query: env.query(catalog_ttl, in_lambda, webhooks.policy)?,
             flush: env.flush(window)?,
             heartbeat: env.heartbeat()?,
+            webhooks,
             lag_checker: env.lag_checker()?,
             warehouse: match env.text("ATLAS_WAREHOUSE_URL") {
                 Some(raw) => Some(parse_with("ATLAS_WAREHOUSE_URL", raw, str::parse)?),
@@ -332,7 +336,12 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         })
     }
 
-    fn query(&self, catalog_ttl: Duration, in_lambda: bool) -> Result<QueryConfig, ConfigError> {
+    fn query(
+        &self,
+        catalog_ttl: Duration,
+        in_lambda: bool,
+        webhooks: atlas_webhooks::AddressPolicy,
+    ) -> Result<QueryConfig, ConfigError> {
         const CURSOR_KEY: &str = "ATLAS_CURSOR_KEY";
         let d = RoutingConfig::default();
         let routing = RoutingConfig {
@@ -368,9 +377,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 .seconds("ATLAS_WAREHOUSE_MAX_RANGE_SECS", d.warehouse_max_range)?,
             catalog_ttl,
             routing,
-            webhooks: atlas_webhooks::AddressPolicy {
-                allow_loopback: self.parsed("ATLAS_WEBHOOK_ALLOW_LOOPBACK", false)?,
-            },
+            webhooks,
             ..d
         })
     }
@@ -447,6 +454,41 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             retention: self.seconds("ATLAS_HEARTBEAT_RETENTION_SECS", d.retention)?,
             stop_margin: self.millis("ATLAS_HEARTBEAT_STOP_MARGIN_MS", d.stop_margin)?,
             source,
+        })
+    }
+
+    fn webhooks(&self) -> Result<atlas_webhooks::DeliveryConfig, ConfigError> {
+        let d = atlas_webhooks::DeliveryConfig::default();
+        let secs = |d: &Duration| d.as_secs().to_string();
+        let timeout = self.seconds("ATLAS_WEBHOOK_TIMEOUT_SECS", d.timeout)?;
+        let timeout = self.within(
+            "ATLAS_WEBHOOK_TIMEOUT_SECS",
+            timeout,
+            Duration::from_secs(1)..=Duration::from_secs(30),
+            secs,
+        )?;
+        let attempts = self.parsed("ATLAS_WEBHOOK_MAX_ATTEMPTS", d.max_attempts)?;
+        let attempts = self.within(
+            "ATLAS_WEBHOOK_MAX_ATTEMPTS",
+            attempts,
+            1..=30,
+            i32::to_string,
+        )?;
+        let base = self.seconds("ATLAS_WEBHOOK_RETRY_BASE_SECS", d.retry_base)?;
+        let base = self.within(
+            "ATLAS_WEBHOOK_RETRY_BASE_SECS",
+            base,
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+            secs,
+        )?;
+        Ok(atlas_webhooks::DeliveryConfig {
+            policy: atlas_webhooks::AddressPolicy {
+                allow_loopback: self.parsed("ATLAS_WEBHOOK_ALLOW_LOOPBACK", false)?,
+            },
+            timeout,
+            max_attempts: attempts,
+            retry_base: base,
+            ..d
         })
     }
 }

@@ -37,6 +37,8 @@ pub enum StartupError {
     Discovery(#[from] atlas_cloud::rds::DiscoveryError),
     #[error("plugin host: {0}")]
     Plugins(#[from] atlas_plugin_host::PluginError),
+    #[error("webhook sender: {0}")]
+    Webhooks(#[from] atlas_webhooks::DeliveryError),
 }
 
 /// The ingest function (HTTP and MSK): acts as `atlas_app`, runs tenants'
@@ -101,21 +103,46 @@ pub fn flusher(settings: &Settings) -> Result<Flusher, StartupError> {
     Ok(flusher)
 }
 
-/// The heartbeat writer, acting as `atlas_worker`.
+/// The heartbeat writer, acting as `atlas_worker`, and beside it the
+/// webhook sender: both run every few seconds all the time, and the
+/// sender's posts are bounded, so a dead endpoint never delays a beat.
 pub struct Heartbeat {
     pub pool: Pool,
     pub config: HeartbeatConfig,
+    pub webhooks: atlas_webhooks::Deliverer,
+}
+
+/// What one run of the heartbeat function did.
+#[derive(Debug, serde::Serialize)]
+pub struct HeartbeatRun {
+    pub beats: Beats,
+    pub webhooks: atlas_webhooks::Sent,
 }
 
 impl Heartbeat {
-    pub async fn beat_until(&self, deadline: Instant) -> Result<Beats, StoreError> {
-        beat_until(&self.pool, &self.config, deadline).await
+    /// Beats and delivers until `deadline`; a failed delivery pass is
+    /// logged, never a reason to stop beating.
+    pub async fn run_until(&self, deadline: Instant) -> Result<HeartbeatRun, StoreError> {
+        let (beats, sent) = tokio::join!(
+            beat_until(&self.pool, &self.config, deadline),
+            self.webhooks.run_until(deadline)
+        );
+        let webhooks = sent.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "webhook deliveries stopped for this run");
+            atlas_webhooks::Sent::default()
+        });
+        Ok(HeartbeatRun {
+            beats: beats?,
+            webhooks,
+        })
     }
 }
 
 pub fn heartbeat(settings: &Settings) -> Result<Heartbeat, StartupError> {
+    let pool = settings.database(DbRole::Worker)?.pool()?;
     Ok(Heartbeat {
-        pool: settings.database(DbRole::Worker)?.pool()?,
+        webhooks: atlas_webhooks::Deliverer::new(pool.clone(), settings.webhooks.clone())?,
+        pool,
         config: settings.heartbeat.clone(),
     })
 }
@@ -152,11 +179,19 @@ pub async fn cdc_loader(settings: &Settings) -> Result<Loader, StartupError> {
         atlas_cloud::metrics::from_env("Atlas"),
         atlas_warehouse::loader::PIPELINE,
     );
-    Ok(Loader::new(
-        warehouse,
-        letters,
-        atlas_cdc::Options::default(),
-    ))
+    let loader = Loader::new(warehouse, letters, atlas_cdc::Options::default());
+    // The second sink, webhooks, writes to the primary: without one, the
+    // loader loads the warehouse alone.
+    Ok(match settings.database.url {
+        Some(_) => {
+            let pool = settings.database(DbRole::Worker)?.pool()?;
+            loader.with_sink(Arc::new(atlas_webhooks::Sink::new(pool)))
+        }
+        None => {
+            tracing::info!("no DATABASE_URL: webhook deliveries are not enqueued");
+            loader
+        }
+    })
 }
 
 enum Use {

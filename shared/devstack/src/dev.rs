@@ -141,6 +141,7 @@ async fn local_settings(opts: &DevOptions, url: &str) -> Result<Settings, DevErr
     // otherwise.
     if std::env::var_os("ATLAS_WEBHOOK_ALLOW_LOOPBACK").is_none() {
         settings.query.webhooks.allow_loopback = true;
+        settings.webhooks.policy.allow_loopback = true;
     }
     let warehouse = match &opts.warehouse_url {
         Some(url) => url.clone(),
@@ -290,8 +291,8 @@ async fn heartbeat_forever(heartbeat: Heartbeat) {
     every_minute("heartbeat", |deadline| {
         let heartbeat = &heartbeat;
         async move {
-            let beats = heartbeat.beat_until(deadline).await?;
-            tracing::debug!(?beats, "heartbeat run");
+            let run = heartbeat.run_until(deadline).await?;
+            tracing::debug!(?run, "heartbeat run");
             Ok(())
         }
     })

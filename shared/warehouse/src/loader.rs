@@ -40,6 +40,17 @@ pub enum LoadError {
     Warehouse(#[from] WarehouseError),
     #[error("dead-letter store: {0}")]
     DeadLetters(#[from] atlas_objects::ObjectError),
+    #[error("state sink: {0}")]
+    Sink(String),
+}
+
+/// A second consumer of each batch (webhooks take its hot-state changes).
+/// It is given the batch before the warehouse load, and the invocation
+/// fails if it fails, so Lambda delivers the batch again; it must
+/// therefore take a batch twice without doing anything twice.
+#[async_trait::async_trait]
+pub trait StateSink: Send + Sync {
+    async fn take(&self, batch: &Batch) -> Result<(), String>;
 }
 
 pub struct Loader {
@@ -48,6 +59,7 @@ pub struct Loader {
     options: Options,
     /// Set once the warehouse's schema has been applied by this process.
     schema: tokio::sync::OnceCell<()>,
+    sink: Option<Arc<dyn StateSink>>,
 }
 
 impl Loader {
@@ -57,7 +69,13 @@ impl Loader {
             letters,
             options,
             schema: tokio::sync::OnceCell::new(),
+            sink: None,
         }
+    }
+
+    pub fn with_sink(mut self, sink: Arc<dyn StateSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     pub fn warehouse(&self) -> &Arc<dyn Warehouse> {
@@ -76,6 +94,9 @@ impl Loader {
             report.dead_lettered += 1;
         }
         if !batch.is_empty() {
+            if let Some(sink) = &self.sink {
+                sink.take(&batch).await.map_err(LoadError::Sink)?;
+            }
             self.schema
                 .get_or_try_init(|| self.warehouse.apply_schema())
                 .await?;

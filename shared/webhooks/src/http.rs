@@ -4,7 +4,8 @@
 //!   shown this once;
 //! - `GET /v1/webhooks`, `GET /v1/webhooks/{id}`: the tenant's webhooks;
 //! - `DELETE /v1/webhooks/{id}`;
-//! - `POST /v1/webhooks/{id}/test`: send a signed test event now.
+//! - `POST /v1/webhooks/{id}/test`: send a signed test event now;
+//! - `GET /v1/webhooks/{id}/dead-letters`: deliveries that never succeeded.
 //!
 //! The tenant is always the authorizer's, never the request's.
 
@@ -82,6 +83,14 @@ async fn route(registry: &Registry, req: Request) -> Result<Response<Body>, ApiE
             Ok(json(StatusCode::OK, &outcome))
         }
         ([_, "test"], _) => Err(ApiError::method_not_allowed("POST")),
+        ([id, "dead-letters"], Method::GET) => {
+            let letters = registry
+                .dead_letters(tenant()?, &webhook_id(id)?)
+                .await
+                .map_err(api_error)?;
+            Ok(json(StatusCode::OK, &json!({ "dead_letters": letters })))
+        }
+        ([_, "dead-letters"], _) => Err(ApiError::method_not_allowed("GET")),
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
 }

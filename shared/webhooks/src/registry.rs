@@ -152,6 +152,24 @@ pub struct Created {
     pub secret: String,
 }
 
+/// A delivery that never succeeded, kept for its tenant to see.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub event_id: String,
+    pub entity_id: i64,
+    pub attempts: i32,
+    /// The endpoint's last HTTP status, when it answered.
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub failed_at: DateTime<Utc>,
+    /// The event as it would have been delivered.
+    pub body: serde_json::Value,
+}
+
+/// Dead letters listed at once, newest first.
+pub const DEAD_LETTERS_SHOWN: i64 = 100;
+
 /// What a test event met.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TestOutcome {
@@ -311,6 +329,40 @@ impl Registry {
         tx.commit().await?;
         let row = row.ok_or_else(|| RegistryError::NotFound(id.as_str().to_owned()))?;
         Ok((webhook(&row)?, row.get(5)))
+    }
+
+    /// The webhook's newest dead letters, at most `DEAD_LETTERS_SHOWN`.
+    pub async fn dead_letters(
+        &self,
+        tenant: TenantId,
+        id: &WebhookId,
+    ) -> Result<Vec<DeadLetter>, RegistryError> {
+        self.get(tenant, id).await?;
+        let mut client = self.pool.get().await.map_err(StoreError::from)?;
+        let tx = begin_tenant(&mut client, tenant).await?;
+        let rows = tx
+            .query(
+                "SELECT event_id, entity_id, attempts, last_status, last_error, created_at, \
+                        finished_at, body FROM webhook_deliveries \
+                 WHERE tenant_id = $1 AND webhook_id = $2 AND state = 'dead' \
+                 ORDER BY finished_at DESC, delivery_id DESC LIMIT $3",
+                &[&tenant.get(), &id.as_str(), &DEAD_LETTERS_SHOWN],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(|r| DeadLetter {
+                event_id: r.get(0),
+                entity_id: r.get(1),
+                attempts: r.get(2),
+                last_status: r.get(3),
+                last_error: r.get(4),
+                created_at: r.get(5),
+                failed_at: r.get(6),
+                body: r.get(7),
+            })
+            .collect())
     }
 
     pub async fn delete(&self, tenant: TenantId, id: &WebhookId) -> Result<(), RegistryError> {
