@@ -474,3 +474,53 @@ async fn atlas_cdc_load_loads_the_sample_event_once() {
     );
     let _ = std::fs::remove_dir_all(letters);
 }
+
+/// The whole webhook path as `atlas dev` runs it: a reading posted over
+/// HTTP is flushed, tapped, turned into an event by the CDC loader's sink
+/// and posted, signed, by the heartbeat's sender to a receiver registered
+/// through the API.
+#[tokio::test]
+async fn a_reading_posted_to_atlas_dev_reaches_a_registered_webhook() {
+    let db = TestDb::new().await;
+    let dir = temp_dir();
+    let dev = Dev::start(&["--database-url", &db.url], &dir);
+    let t = token(1, &dir);
+    let rx = atlas_webhooks::receiver::Receiver::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks", dev.url))
+        .bearer_auth(&t)
+        .json(
+            &json!({"url": rx.url(), "events": ["entity.updated"], "attributes": ["temperature"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let created: Value = resp.json().await.unwrap();
+    rx.verify_with(created["secret"].as_str().unwrap());
+
+    let body = json!({"readings": [
+        {"entity_id": 77, "attribute": "temperature", "value": 19.25},
+        {"entity_id": 77, "attribute": "status", "value": "online"},
+    ]});
+    let (status, out) = post(&dev.url, Some(&t), &body).await;
+    assert_eq!(status, 202, "{out}");
+    atlas_tests::eventually(
+        async || rx.received().iter().any(|e| e.body["entity_id"] == 77),
+        "the webhook delivery",
+    )
+    .await;
+    let got = rx.received();
+    let event = got.iter().find(|e| e.body["entity_id"] == 77).unwrap();
+    assert!(event.signature_ok);
+    assert_eq!(event.body["event_type"], "entity.updated");
+    // Only the attribute the webhook asked for.
+    assert_eq!(
+        event.body["changes"],
+        json!({"temperature": {"old": null, "new": 19.25}})
+    );
+    assert!(event.lag_seconds.unwrap() >= 0.0);
+    drop(dev);
+}
