@@ -126,8 +126,10 @@ for p in glob.glob(os.path.join(ROOT, "events", "*.json")):
 
 # 7. Settings have one home: no code a Lambda links reads the environment
 # outside shared/app/src/settings.rs, except to ask whether it runs in
-# Lambda and to follow the AWS SDK's own endpoint override.
-DEV_ONLY = {"devstack", "cli", "bench", "gateway"}
+# Lambda and to follow the AWS SDK's own endpoint override. The client
+# library is the API's callers', never a Lambda's, and reads its own two
+# variables (ATLAS_API_URL, ATLAS_TOKEN) as its documentation says.
+DEV_ONLY = {"devstack", "cli", "bench", "gateway", "client"}
 ALLOWED_READS = {"AWS_LAMBDA_FUNCTION_NAME", "AWS_ENDPOINT_URL_S3"}
 for p in glob.glob(os.path.join(ROOT, "shared", "*", "src", "**", "*.rs"), recursive=True) + glob.glob(
     os.path.join(ROOT, "functions", "*", "src", "**", "*.rs"), recursive=True

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use atlas_plugin_host::{Abi, Decoded, Host, Limits};
 use clap::{Args, Subcommand};
-use serde_json::Value;
 
 use crate::BoxError;
 
@@ -161,14 +160,20 @@ pub async fn run(cmd: PluginCmd) -> Result<(), BoxError> {
         } => {
             let wasm = read(&file)?;
             let l = limits.limits()?;
-            let path = format!(
-                "/v1/plugins/{name}?fuel={}&timeout_ms={}&memory_mb={}&output_kb={}&on_failure={on_failure}",
-                l.fuel,
-                l.timeout.as_millis(),
-                l.memory_bytes >> 20,
-                l.output_bytes >> 10
-            );
-            let up = api.call(reqwest::Method::PUT, &path, Some(wasm)).await?;
+            let atlas = api.client()?;
+            let up = atlas
+                .upload_plugin(
+                    &name,
+                    wasm,
+                    &atlas_client::PluginLimits {
+                        fuel: Some(l.fuel),
+                        timeout_ms: Some(l.timeout.as_millis() as u64),
+                        memory_mb: Some((l.memory_bytes >> 20) as u64),
+                        output_kb: Some((l.output_bytes >> 10) as u64),
+                        on_failure: Some(on_failure),
+                    },
+                )
+                .await?;
             let version = up["version"].as_i64().unwrap_or_default();
             let verb = if up["created"] == true {
                 "uploaded as"
@@ -180,8 +185,7 @@ pub async fn run(cmd: PluginCmd) -> Result<(), BoxError> {
                 up["sha256"].as_str().unwrap_or("?")
             );
             if activate {
-                let path = format!("/v1/plugins/{name}/versions/{version}/activate");
-                let active = api.call(reqwest::Method::POST, &path, None).await?;
+                let active = atlas.activate_plugin(&name, version).await?;
                 eprintln!("{name}: version {version} is now active");
                 println!("{}", serde_json::to_string_pretty(&active)?);
             } else {
@@ -189,17 +193,18 @@ pub async fn run(cmd: PluginCmd) -> Result<(), BoxError> {
             }
         }
         PluginCmd::Activate { name, version, api } => {
-            let path = format!("/v1/plugins/{name}/versions/{version}/activate");
-            let active = api.call(reqwest::Method::POST, &path, None).await?;
+            let active = api
+                .client()?
+                .activate_plugin(&name, i64::from(version))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&active)?);
         }
         PluginCmd::List { api } => {
-            let list = api.call(reqwest::Method::GET, "/v1/plugins", None).await?;
+            let list = api.client()?.plugins().await?;
             println!("{}", serde_json::to_string_pretty(&list)?);
         }
         PluginCmd::Delete { name, api } => {
-            let path = format!("/v1/plugins/{name}");
-            let out = api.call(reqwest::Method::DELETE, &path, None).await?;
+            let out = api.client()?.delete_plugin(&name).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
@@ -211,40 +216,12 @@ fn read(path: &Path) -> Result<Vec<u8>, BoxError> {
 }
 
 impl ApiArgs {
-    /// One API call; a non-2xx answer becomes an error carrying the API's
-    /// own code and message.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Value, BoxError> {
-        let url = format!("{}{path}", self.api_url.trim_end_matches('/'));
-        let mut req = reqwest::Client::new()
-            .request(method.clone(), &url)
-            .bearer_auth(self.token.trim());
-        if let Some(body) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/wasm")
-                .body(body);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("{method} {url}: {e} (is `atlas dev` running?)"))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        let json: Value = serde_json::from_str(&text)
-            .map_err(|_| format!("{method} {url} answered {status}: {text}"))?;
-        if !status.is_success() {
-            let e = &json["error"];
-            return Err(format!(
-                "{method} {url} answered {status}: {}: {}",
-                e["code"].as_str().unwrap_or("error"),
-                e["message"].as_str().unwrap_or(&text)
-            )
-            .into());
-        }
-        Ok(json)
+    /// The API client for these arguments; a 503 is retried, any other
+    /// refusal carries the API's own code and message.
+    fn client(&self) -> Result<atlas_client::Client, BoxError> {
+        Ok(atlas_client::Client::new(
+            &self.api_url,
+            self.token.as_str(),
+        )?)
     }
 }
